@@ -1,0 +1,103 @@
+"""Building blocks: norms, projections with logical axis names, and the MLP variants.
+
+Logical axis names used on parameters: 'vocab', 'embed', 'heads', 'kv_heads', 'head_dim', 'mlp',
+and 'layers' (the scan axis). On activations: 'activation_batch', 'activation_length',
+'activation_embed', 'activation_heads', 'activation_kv_heads', 'activation_mlp', 'activation_vocab'.
+The mapping onto mesh axes lives in one rules table (phi_jax.train.sharding).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from phi_jax.models.config import ModelConfig
+
+INIT_STD = 0.02
+
+
+def kernel_init(names: Sequence[str]) -> nn.initializers.Initializer:
+  return nn.with_logical_partitioning(nn.initializers.normal(INIT_STD), tuple(names))
+
+
+def zeros_init(names: Sequence[str]) -> nn.initializers.Initializer:
+  return nn.with_logical_partitioning(nn.initializers.zeros_init(), tuple(names))
+
+
+def constrain(x: jax.Array, names: Sequence[str]) -> jax.Array:
+  """Logical sharding constraint on an activation (a no-op outside a mesh with rules)."""
+  return nn.with_logical_constraint(x, tuple(names))
+
+
+def dense(cfg: ModelConfig, features, axis, kernel_axes: Sequence[str], *, bias: bool,
+          name: str) -> nn.DenseGeneral:
+  """A DenseGeneral in the compute dtype with logically named kernel [in..., out...] and bias."""
+  out_axes = kernel_axes[-(1 if isinstance(features, int) else len(features)):]
+  return nn.DenseGeneral(
+      features=features, axis=axis, use_bias=bias, dtype=jnp.dtype(cfg.dtype),
+      param_dtype=jnp.dtype(cfg.param_dtype), kernel_init=kernel_init(kernel_axes),
+      bias_init=zeros_init(out_axes), name=name)
+
+
+class Norm(nn.Module):
+  """LayerNorm (mean-centred, optional bias) or RMSNorm over the last axis, statistics in fp32."""
+
+  cfg: ModelConfig
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    cfg = self.cfg
+    dtype = jnp.dtype(cfg.dtype)
+    xf = x.astype(jnp.float32)
+    if cfg.norm == "layernorm":
+      xf = xf - jnp.mean(xf, axis=-1, keepdims=True)
+    var = jnp.mean(jnp.square(xf), axis=-1, keepdims=True)
+    y = (xf * jax.lax.rsqrt(var + cfg.norm_eps)).astype(dtype)
+    scale = self.param("scale", nn.with_logical_partitioning(nn.initializers.ones_init(), ("embed",)),
+                       (x.shape[-1],), jnp.dtype(cfg.param_dtype))
+    y = y * scale.astype(dtype)
+    if cfg.norm == "layernorm" and cfg.norm_bias:
+      bias = self.param("bias", zeros_init(("embed",)), (x.shape[-1],), jnp.dtype(cfg.param_dtype))
+      y = y + bias.astype(dtype)
+    return y
+
+
+def gelu_tanh(x: jax.Array) -> jax.Array:
+  return jax.nn.gelu(x, approximate=True)
+
+
+def gegelu(gate: jax.Array, linear: jax.Array, limit: float = 20.0) -> jax.Array:
+  """phi-3-small's GEGELU: quick_gelu(gate clamped <= limit) * (linear clamped to +-limit, + 1).
+
+  Infinite inputs are left unclamped, as in the reference implementation.
+  """
+  gate = jnp.where(jnp.isinf(gate), gate, jnp.minimum(gate, limit))
+  linear = jnp.where(jnp.isinf(linear), linear, jnp.clip(linear, -limit, limit))
+  return gate * jax.nn.sigmoid(1.702 * gate) * (linear + 1.0)
+
+
+class Mlp(nn.Module):
+  """fc1 -> gelu -> fc2, or gated: down(act(gate(x)) * up(x)). x: [batch, seq, embed]."""
+
+  cfg: ModelConfig
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    cfg = self.cfg
+    bias = cfg.mlp_bias
+    if cfg.gated_mlp:
+      gate = dense(cfg, cfg.mlp_dim, -1, ("embed", "mlp"), bias=bias, name="gate")(x)
+      up = dense(cfg, cfg.mlp_dim, -1, ("embed", "mlp"), bias=bias, name="up")(x)
+      if cfg.mlp == "swiglu":
+        h = jax.nn.silu(gate) * up
+      else:
+        h = gegelu(gate, up)
+      h = constrain(h, ("activation_batch", "activation_length", "activation_mlp"))
+      return dense(cfg, cfg.d_model, -1, ("mlp", "embed"), bias=bias, name="down")(h)
+    h = dense(cfg, cfg.mlp_dim, -1, ("embed", "mlp"), bias=bias, name="fc1")(x)
+    h = gelu_tanh(h) if cfg.mlp == "gelu_tanh" else jax.nn.gelu(h, approximate=False)
+    h = constrain(h, ("activation_batch", "activation_length", "activation_mlp"))
+    return dense(cfg, cfg.d_model, -1, ("mlp", "embed"), bias=bias, name="fc2")(h)

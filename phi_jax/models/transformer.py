@@ -1,0 +1,173 @@
+"""The phi decoder: embed -> scanned blocks (parallel or serial) -> final norm -> LM head.
+
+    model = Transformer(cfg)
+    params = model.init(jax.random.key(0), tokens)['params']
+    logits = model.apply({'params': params}, tokens)                 # [B, T, V] float32
+    logits, cache = model.apply({'params': params}, tokens, cache=c)  # incremental decoding
+
+Layer weights are stacked on a leading 'layers' axis (nn.scan), so `params['layers']` leaves are
+[num_layers, ...] and a range of layers can be sliced. The KV cache is threaded through the scan
+carry and updated in place, one layer slice at a time.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import flax.linen as nn
+import jax
+from jax.ad_checkpoint import checkpoint_name
+import jax.numpy as jnp
+
+from phi_jax.models import rotary
+from phi_jax.models.attention import (Attention, AttentionContext, KVState, attention_mask,
+                                      block_sparse_mask)
+from phi_jax.models.config import ModelConfig
+from phi_jax.models.layers import INIT_STD, Mlp, Norm, constrain, dense
+
+_ACT = ("activation_batch", "activation_length", "activation_embed")
+
+REMAT_POLICIES = {
+    "full": None,
+    "dots": jax.checkpoint_policies.checkpoint_dots,
+    "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    "save_attn_out": jax.checkpoint_policies.save_only_these_names("attn_out"),
+}
+
+
+class Block(nn.Module):
+  """One decoder layer. Scanned: carry (x [B, T, D], kv), per-layer inputs (layer index, mask)."""
+
+  cfg: ModelConfig
+  deterministic: bool = True
+
+  @nn.compact
+  def __call__(self, carry: tuple[jax.Array, Optional[KVState]], layer_idx: jax.Array,
+               layer_on: Optional[jax.Array], ctx: AttentionContext):
+    cfg = self.cfg
+    x, kv = carry
+    x = constrain(x, _ACT)
+    drop = nn.Dropout(cfg.resid_dropout, deterministic=self.deterministic or cfg.resid_dropout == 0)
+    attn = Attention(cfg, self.deterministic, name="attn")
+    h = Norm(cfg, name="input_norm")(x)
+    attn_out, kv = attn(h, ctx, layer_idx, kv)
+    attn_out = checkpoint_name(attn_out, "attn_out")
+    if cfg.block == "parallel":  # x + attn(ln(x)) + mlp(ln(x))
+      y = x + (drop(attn_out) + drop(Mlp(cfg, name="mlp")(h)))
+    else:  # x + attn(norm(x)); then + mlp(norm(.))
+      y = x + drop(attn_out)
+      y = y + drop(Mlp(cfg, name="mlp")(Norm(cfg, name="mlp_norm")(y)))
+    if layer_on is not None:  # [B, T] bool: where False this layer is the identity
+      y = jnp.where(layer_on[..., None], y, x)
+    return (constrain(y, _ACT), kv), None
+
+
+class Transformer(nn.Module):
+  """The phi-family decoder-only language model."""
+
+  cfg: ModelConfig
+
+  @nn.compact
+  def __call__(self, tokens: jax.Array, positions: Optional[jax.Array] = None,
+               segment_ids: Optional[jax.Array] = None, layer_mask: Optional[jax.Array] = None,
+               cache: Optional[Any] = None, deterministic: bool = True,
+               long_rope: Optional[jax.Array | bool] = None, last_only: bool = False):
+    """Logits for `tokens` [B, T] (int).
+
+    Args:
+      positions: [B, T] int positions (default arange(T) per row; with a cache, continue from it).
+      segment_ids: [B, T] int; tokens attend only within their segment; 0 marks padding
+        (default all ones). Packed documents use 1, 2, 3, ... with positions restarting at 0.
+      layer_mask: [T, L] or [B, T, L] bool; where False the layer is the identity at that position.
+      cache: a `phi_jax.decoding.cache.KVCache`; the T tokens are written at `cache.index`
+        and attend over every filled slot. The updated cache is returned with the logits.
+      deterministic: disables dropout when True.
+      long_rope: LongRoPE factor choice; None applies transformers' rule (max position + 1 >
+        original length).
+      last_only: compute logits only for the last position ([B, 1, V]).
+
+    Returns:
+      float32 logits [B, T, V] (or [B, 1, V]); with a cache, (logits, new_cache).
+    """
+    cfg = self.cfg
+    batch, length = tokens.shape
+    if segment_ids is None:
+      segment_ids = jnp.ones((batch, length), jnp.int32)
+    if positions is None:
+      start = 0 if cache is None else cache.index
+      positions = jnp.broadcast_to(start + jnp.arange(length, dtype=jnp.int32), (batch, length))
+    positions = positions.astype(jnp.int32)
+    segment_ids = segment_ids.astype(jnp.int32)
+
+    embed = nn.Embed(cfg.vocab_size, cfg.d_model, dtype=jnp.dtype(cfg.dtype),
+                     param_dtype=jnp.dtype(cfg.param_dtype), name="embed",
+                     embedding_init=nn.with_logical_partitioning(
+                         nn.initializers.normal(INIT_STD), ("vocab", "embed")))
+    x = embed(tokens)
+    if cfg.embedding_multiplier != 1.0:
+      x = x * jnp.asarray(cfg.embedding_multiplier, x.dtype)
+    if cfg.embd_dropout > 0 and not deterministic:
+      x = nn.Dropout(cfg.embd_dropout)(x, deterministic=False)
+    x = constrain(x, _ACT)
+
+    # Keys: the inputs themselves, or the cache slots once this call's entries are written.
+    q_slots = jnp.arange(length, dtype=jnp.int32)
+    kv = None
+    if cache is None:
+      k_slots, k_seg, k_pos, index = q_slots, segment_ids, positions, None
+    else:
+      index = jnp.asarray(cache.index, jnp.int32)
+      q_slots = q_slots + index
+      k_seg = jax.lax.dynamic_update_slice(cache.segment_ids, segment_ids, (0, index))
+      k_pos = jax.lax.dynamic_update_slice(cache.positions, positions, (0, index))
+      k_slots = jnp.arange(k_seg.shape[1], dtype=jnp.int32)
+      kv = KVState(cache.k, cache.v)
+    mask = attention_mask(cfg, q_slots, k_slots, segment_ids, k_seg, positions, k_pos)
+    mask = mask[:, None, None]  # [B, 1, 1, T, S]
+    sparse = None
+    if cfg.block_sparse:
+      sparse = block_sparse_mask(cfg, positions, k_pos)
+      sparse = sparse.reshape(batch, cfg.kv_heads, cfg.num_heads // cfg.kv_heads, *sparse.shape[2:])
+
+    if long_rope is None:
+      long_rope = rotary.use_long_factors(cfg, positions)
+    cos, sin = rotary.rotary_tables(cfg, positions, long_rope)
+    ctx = AttentionContext(cos, sin, mask, sparse, index)
+
+    layer_on = None
+    if layer_mask is not None:
+      layer_mask = jnp.asarray(layer_mask, bool)
+      if layer_mask.ndim == 2:
+        layer_mask = jnp.broadcast_to(layer_mask[None], (batch, *layer_mask.shape))
+      if layer_mask.shape != (batch, length, cfg.num_layers):
+        raise ValueError(f"layer_mask has shape {layer_mask.shape}; expected [seq, num_layers] or "
+                         f"[batch, seq, num_layers] = {(batch, length, cfg.num_layers)}")
+      layer_on = jnp.moveaxis(layer_mask, -1, 0)  # [L, B, T]
+
+    block = Block
+    if cfg.remat_policy != "none":
+      block = nn.remat(Block, policy=REMAT_POLICIES[cfg.remat_policy], prevent_cse=False)
+    stack = nn.scan(
+        block, variable_axes={"params": 0}, split_rngs={"params": True, "dropout": True},
+        in_axes=(0, 0, nn.broadcast), length=cfg.num_layers, unroll=cfg.scan_unroll,
+        metadata_params={nn.PARTITION_NAME: "layers"})
+    layer_ids = jnp.arange(cfg.num_layers, dtype=jnp.int32)
+    (x, kv), _ = stack(cfg, deterministic, name="layers")((x, kv), layer_ids, layer_on, ctx)
+
+    if last_only:
+      x = x[:, -1:]
+    x = Norm(cfg, name="final_norm")(x)
+    if cfg.tie_embeddings:
+      logits = embed.attend(x)
+    else:
+      logits = dense(cfg, cfg.vocab_size, -1, ("embed", "vocab"), bias=cfg.lm_head_bias,
+                     name="lm_head")(x)
+    logits = logits.astype(jnp.float32)
+    if cfg.logit_multiplier != 1.0:
+      logits = logits * jnp.float32(cfg.logit_multiplier)
+    logits = constrain(logits, ("activation_batch", "activation_length", "activation_vocab"))
+    if cache is None:
+      return logits
+    new_cache = cache._replace(k=kv.k, v=kv.v, positions=k_pos, segment_ids=k_seg,
+                               index=index + length)
+    return logits, new_cache

@@ -1,0 +1,35 @@
+"""phi_jax: the phi model family (phi-1 ... phi-3) and SkipDecode in JAX/Flax."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="phi_jax",
+    version="0.1.0",
+    description="The phi model family and SkipDecode in JAX/Flax: research code, exact against HF.",
+    long_description=open("README.md").read() if __import__("os").path.exists("README.md") else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["phi_jax", "phi_jax.*"]),
+    install_requires=[
+        "jax>=0.10",
+        "flax>=0.12",
+        "optax>=0.2.8",
+        "orbax-checkpoint>=0.12",
+        "ml-collections>=1.1",
+        "numpy>=1.26",
+        "ml_dtypes",
+        "safetensors>=0.4",
+        "sentencepiece>=0.2",
+        "tokenizers>=0.20",
+        "absl-py",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "pytest-xdist",
+            "torch==2.13.0",
+            "transformers>=5.0",
+            "safetensors>=0.4",
+        ],
+    },
+)
