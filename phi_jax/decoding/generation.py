@@ -1,0 +1,161 @@
+"""Batched, KV-cached generation: one prefill, then a decode loop compiled once per shape bucket.
+
+Prompts of different lengths are left-padded to a common bucket length P (padding has segment id
+0 and is never attended), so generated token t sits in the same cache slot P + t for every row.
+The whole generation (prefill + `lax.while_loop` over new tokens) is one jitted program whose
+shapes depend only on buckets: batch -> next power of two, prompt length and number of new tokens
+-> next power of two (at least 16). Within a bucket nothing recompiles: the real number of new
+tokens, temperature, top-k and top-p are traced values.
+
+LongRoPE rule: the factors (short or long) are chosen once, up front, from the longest prompt plus
+max_new_tokens (long when that exceeds the original length). transformers instead switches midway
+and re-encodes the sequence when the length first crosses it; results differ only for generations
+that cross the boundary.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Optional, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from phi_jax.decoding import sampling
+from phi_jax.decoding.cache import init_cache
+from phi_jax.models.config import ModelConfig
+from phi_jax.models.transformer import Transformer
+
+
+def bucket(n: int, minimum: int = 16) -> int:
+  """Smallest power of two >= max(n, minimum)."""
+  size = minimum
+  while size < n:
+    size *= 2
+  return size
+
+
+def _check_prompts(cfg: ModelConfig, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> None:
+  if isinstance(prompts, (str, bytes)) or not len(prompts):
+    raise ValueError("prompts must be a non-empty list of token-id lists")
+  if not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 1:
+    raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
+  for i, prompt in enumerate(prompts):
+    if isinstance(prompt, (str, bytes)) or len(prompt) == 0:
+      raise ValueError(f"prompt {i} is empty or not a list of token ids; tokenize it first")
+    ids = np.asarray(prompt)
+    if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
+      raise ValueError(f"prompt {i} must be a flat list of int token ids, got dtype {ids.dtype} "
+                       f"shape {ids.shape}")
+    if ids.min() < 0 or ids.max() >= cfg.vocab_size:
+      raise ValueError(f"prompt {i} has token ids outside [0, vocab_size={cfg.vocab_size}): "
+                       f"min {ids.min()}, max {ids.max()}")
+    if len(prompt) + max_new_tokens > cfg.max_seq_len:
+      raise ValueError(
+          f"prompt {i} has {len(prompt)} tokens; with max_new_tokens={max_new_tokens} that is "
+          f"{len(prompt) + max_new_tokens} > the model's context max_seq_len={cfg.max_seq_len}. "
+          "Shorten the prompt or lower max_new_tokens.")
+
+
+def left_pad(prompts: Sequence[Sequence[int]], batch: int, length: int):
+  """Right-aligns prompts in [batch, length] int32; returns (tokens, pad_lens [batch]).
+
+  Rows beyond len(prompts) repeat prompt 0 (their output is discarded).
+  """
+  tokens = np.zeros((batch, length), np.int32)
+  pads = np.zeros((batch,), np.int32)
+  for row in range(batch):
+    prompt = prompts[row] if row < len(prompts) else prompts[0]
+    pads[row] = length - len(prompt)
+    tokens[row, pads[row]:] = prompt
+  return tokens, pads
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "mode", "cache_len", "out_len"))
+def _generate_tokens(params, tokens, pads, max_new, rng, sampling_params, eos_id, long_rope, *,
+                     cfg: ModelConfig, mode: sampling.SamplingMode, cache_len: int, out_len: int):
+  """tokens [B, P] left-padded -> (new tokens [B, out_len] int32, number of steps run)."""
+  model = Transformer(cfg)
+  batch, prompt_len = tokens.shape
+  slots = jnp.arange(prompt_len, dtype=jnp.int32)[None, :]
+  segment_ids = (slots >= pads[:, None]).astype(jnp.int32)
+  positions = jnp.maximum(slots - pads[:, None], 0)
+  lengths = prompt_len - pads  # real prompt lengths [B]
+
+  cache = init_cache(cfg, batch, cache_len)
+  logits, cache = model.apply({"params": params}, tokens, positions=positions,
+                              segment_ids=segment_ids, cache=cache, long_rope=long_rope,
+                              last_only=True)
+  rng, step_rng = jax.random.split(rng)
+  token = sampling.sample(logits[:, -1], step_rng, mode, sampling_params)
+  out = jnp.zeros((batch, out_len), jnp.int32).at[:, 0].set(token)
+  done = (token == eos_id) & (eos_id >= 0)
+
+  def cond(state):
+    step, _, _, _, done, _ = state
+    return (step < max_new) & ~jnp.all(done)
+
+  def body(state):
+    step, token, cache, out, done, rng = state
+    logits, cache = model.apply({"params": params}, token[:, None],
+                                positions=(lengths + step - 1)[:, None],
+                                segment_ids=jnp.ones((batch, 1), jnp.int32), cache=cache,
+                                long_rope=long_rope)
+    rng, step_rng = jax.random.split(rng)
+    new = sampling.sample(logits[:, -1], step_rng, mode, sampling_params)
+    new = jnp.where(done, jnp.maximum(eos_id, 0), new)
+    out = jax.lax.dynamic_update_slice(out, new[:, None], (0, step))
+    done = done | ((new == eos_id) & (eos_id >= 0))
+    return step + 1, new, cache, out, done, rng
+
+  state = (jnp.int32(1), token, cache, out, done, rng)
+  steps, _, _, out, _, _ = jax.lax.while_loop(cond, body, state)
+  return out, steps
+
+
+def generate(cfg: ModelConfig, params, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,
+             temperature: float = 0.0, top_k: Optional[int] = None, top_p: Optional[float] = None,
+             eos_id: Optional[int] = None, rng: Optional[jax.Array] = None) -> list[list[int]]:
+  """Generates up to `max_new_tokens` tokens after each prompt.
+
+  Args:
+    cfg: the model's config.
+    params: its parameters (the 'params' collection).
+    prompts: token-id lists, of different lengths.
+    temperature: 0 = greedy; otherwise sample from softmax(logits / temperature) after the
+      top_k / top_p filters.
+    eos_id: a row stops after producing it (the eos token is included in its output).
+    rng: a jax PRNG key for sampling (default key 0).
+
+  Returns:
+    The new tokens of each prompt, in order.
+  """
+  _check_prompts(cfg, prompts, max_new_tokens)
+  params = nn.unbox(params)
+  mode, sampling_params = sampling.make_sampling(cfg.vocab_size, temperature, top_k, top_p)
+  longest = max(len(p) for p in prompts)
+  batch = bucket(len(prompts), minimum=1)
+  prompt_len = bucket(longest)
+  out_len = bucket(max_new_tokens)
+  tokens, pads = left_pad(prompts, batch, prompt_len)
+  long_rope = cfg.long_rope and longest + max_new_tokens > cfg.rope_original_max_len
+  rng = jax.random.key(0) if rng is None else rng
+  out, _ = _generate_tokens(
+      params, jnp.asarray(tokens), jnp.asarray(pads), jnp.int32(max_new_tokens), rng,
+      sampling_params, jnp.int32(-1 if eos_id is None else eos_id), jnp.bool_(long_rope),
+      cfg=cfg, mode=mode, cache_len=prompt_len + out_len, out_len=out_len)
+  out = np.asarray(out)
+  results = []
+  for row in range(len(prompts)):
+    new = out[row, :max_new_tokens].tolist()
+    if eos_id is not None and eos_id in new:
+      new = new[:new.index(eos_id) + 1]
+    results.append(new)
+  return results
+
+
+def compiled_programs() -> int:
+  """How many generation programs have been compiled so far (for recompilation tests)."""
+  return _generate_tokens._cache_size()
