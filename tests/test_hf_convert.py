@@ -387,3 +387,31 @@ def test_checkpoint_io_roundtrip_bfloat16(phi_half, tmp_path):
   assert cfg2 == cfg and sorted(os.listdir(tmp_path)) == ["ckpt"]
   jax.tree.map(lambda a, b: (a.dtype == b.dtype) and np.testing.assert_array_equal(a, b),
                params2, params)
+
+
+# ---- generation: greedy tokens identical to transformers' generate ----------------------------
+
+def _hf_greedy(model, prompt: list[int], new: int) -> list[int]:
+  config = transformers.GenerationConfig(max_new_tokens=new, min_new_tokens=new, do_sample=False,
+                                         eos_token_id=None, pad_token_id=0)
+  with torch.no_grad():
+    out = model.generate(torch.tensor([prompt]), generation_config=config)
+  return out[0, len(prompt):].tolist()
+
+
+@pytest.mark.parametrize("fixture,lengths", [
+    ("phi_half", (8, 3, 13)), ("phi_04", (8, 5)), ("phi3_gqa", (8, 1, 11)),
+    ("phi3_sliding", (6, 12)),          # 32 new tokens run far past the window of 8
+    ("phi3_longrope", (36, 40)),        # long factors from the first token on
+    ("phi3_longrope", (4,)),            # 4 + 28 = 32 = original length: short factors throughout
+])
+def test_greedy_generation_matches_transformers(fixture, lengths, request):
+  from phi_jax.decoding import generate
+  m: HFModel = request.getfixturevalue(fixture)
+  cfg, params = hf.load(m.path)
+  rng = np.random.default_rng(7)
+  prompts = [rng.integers(3, cfg.vocab_size, n).tolist() for n in lengths]
+  new = 32 if lengths != (4,) else 28
+  ours = generate(cfg, params, prompts, max_new_tokens=new)  # one left-padded batch
+  for prompt, got in zip(prompts, ours):
+    assert got == _hf_greedy(m.model, prompt, new)
