@@ -1,0 +1,81 @@
+"""Generate text from a Hugging Face folder or a converted phi_jax checkpoint.
+
+    python -m phi_jax.generate --hf_dir=/models/phi-2 --prompt='def fib(n):' --max_new_tokens=64
+    python -m phi_jax.generate --ckpt_dir=/ckpt/phi-2 --tokenizer=/models/phi-2 --prompt=... \
+        --temperature=0.8 --top_p=0.95 --seed=1
+
+The tokenizer is `tokenizer.model` (SentencePiece) or `tokenizer.json` (HF) from --tokenizer, or
+else from --hf_dir. Several --prompt flags decode as one batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Optional, Sequence
+
+import jax
+
+from phi_jax.convert import checkpoint_io, hf
+from phi_jax.data import tokenizer as tokenizers
+from phi_jax.decoding import generate
+
+
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(prog="python -m phi_jax.generate", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  source = parser.add_mutually_exclusive_group(required=True)
+  source.add_argument("--hf_dir", help="HF folder: config.json, *.safetensors, tokenizer")
+  source.add_argument("--ckpt_dir", help="phi_jax checkpoint from `python -m phi_jax.convert.hf`")
+  parser.add_argument("--tokenizer", help="tokenizer file or folder (default: --hf_dir)")
+  parser.add_argument("--prompt", action="append", required=True, help="repeat for a batch")
+  parser.add_argument("--max_new_tokens", type=int, default=64)
+  parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+  parser.add_argument("--top_k", type=int, default=None)
+  parser.add_argument("--top_p", type=float, default=None)
+  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--add_bos", action="store_true", help="prepend BOS (SentencePiece only)")
+  parser.add_argument("--no_eos", action="store_true", help="do not stop at the EOS token")
+  parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                      help="compute dtype")
+  return parser.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  args = parse_args(argv)
+  tok_path = args.tokenizer or args.hf_dir
+  if tok_path is None:
+    print("error: --ckpt_dir needs --tokenizer=FILE_OR_DIR", file=sys.stderr)
+    return 2
+  try:
+    if args.hf_dir:
+      cfg, params = hf.load(args.hf_dir)
+    else:
+      cfg, params = checkpoint_io.load_model(args.ckpt_dir)
+    tok = tokenizers.load(tok_path, add_bos=args.add_bos)
+  except (FileNotFoundError, ValueError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  cfg = cfg.replace(dtype=args.dtype)
+  eos = None if args.no_eos else (tok.eos_id if tok.eos_id is not None else cfg.eos_id)
+  prompts = [tok.encode(p) for p in args.prompt]
+  start = time.perf_counter()
+  try:
+    outs = generate(cfg, params, prompts, max_new_tokens=args.max_new_tokens,
+                    temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                    eos_id=eos, rng=jax.random.key(args.seed))
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  seconds = time.perf_counter() - start
+  for ids, out in zip(prompts, outs):
+    print(tok.decode(ids + out))
+    print("-" * 40)
+  n = sum(len(o) for o in outs)
+  print(f"[{n} tokens in {seconds:.2f}s including compilation]", file=sys.stderr)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
