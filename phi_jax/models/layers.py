@@ -32,14 +32,41 @@ def constrain(x: jax.Array, names: Sequence[str]) -> jax.Array:
   return nn.with_logical_constraint(x, tuple(names))
 
 
+class Dense(nn.Module):
+  """x [..., *in] @ kernel [*in, *features] (+ bias [*features]) in the compute dtype.
+
+  The kernel is created at its full shape with its logical axis names (flax's DenseGeneral
+  initialises a flattened kernel and reshapes it, which breaks logical constraints under a mesh).
+  """
+
+  cfg: ModelConfig
+  features: tuple[int, ...]
+  in_axes: int
+  kernel_axes: tuple[str, ...]
+  bias: bool
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    cfg = self.cfg
+    dtype, param_dtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
+    in_shape = x.shape[x.ndim - self.in_axes:]
+    kernel = self.param("kernel", kernel_init(self.kernel_axes), (*in_shape, *self.features),
+                        param_dtype)
+    contract = (tuple(range(x.ndim - self.in_axes, x.ndim)), tuple(range(self.in_axes)))
+    y = jax.lax.dot_general(x.astype(dtype), kernel.astype(dtype), (contract, ((), ())))
+    if self.bias:
+      out_axes = self.kernel_axes[self.in_axes:]
+      b = self.param("bias", zeros_init(out_axes), self.features, param_dtype)
+      y = y + b.astype(dtype)
+    return y
+
+
 def dense(cfg: ModelConfig, features, axis, kernel_axes: Sequence[str], *, bias: bool,
-          name: str) -> nn.DenseGeneral:
-  """A DenseGeneral in the compute dtype with logically named kernel [in..., out...] and bias."""
-  out_axes = kernel_axes[-(1 if isinstance(features, int) else len(features)):]
-  return nn.DenseGeneral(
-      features=features, axis=axis, use_bias=bias, dtype=jnp.dtype(cfg.dtype),
-      param_dtype=jnp.dtype(cfg.param_dtype), kernel_init=kernel_init(kernel_axes),
-      bias_init=zeros_init(out_axes), name=name)
+          name: str) -> Dense:
+  """A projection contracting the last `len(axis)` input axes (axis: -1 or (-2, -1))."""
+  features = (features,) if isinstance(features, int) else tuple(features)
+  in_axes = 1 if isinstance(axis, int) else len(axis)
+  return Dense(cfg, features, in_axes, tuple(kernel_axes), bias, name=name)
 
 
 class Norm(nn.Module):
