@@ -1,0 +1,91 @@
+"""The run's inputs from `config.data`: the TFDS dataset (built on first use), the tokenizer
+(loaded, or trained on the training split and kept in the workdir), and the grain iterators."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+from typing import Any, Optional
+
+import jax
+import ml_collections
+
+from phi_jax.data import builders, pipeline
+from phi_jax.data import tokenizer as tokenizers
+
+
+@dataclasses.dataclass
+class Inputs:
+  tokenizer: Any
+  train_iter: Any  # grain DatasetIterator of per-process batches (checkpointed with the state)
+  eval_batches: list[dict[str, Any]]
+  data_config: pipeline.DataConfig
+
+
+def _builder_kwargs(data: ml_collections.ConfigDict) -> dict[str, Any]:
+  kwargs = {}
+  for key in ("source_dir", "max_files", "validation_fraction", "max_bytes"):
+    value = data.get(key)
+    if value not in (None, "", 0):
+      kwargs[key] = value
+  return kwargs
+
+
+def _sync(name: str) -> None:
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices(name)
+
+
+def make_tokenizer(data: ml_collections.ConfigDict, train_source, workdir: pathlib.Path):
+  """config.data.tokenizer: a path to load, or '' to train a SentencePiece BPE model of
+  `tokenizer_vocab_size` on up to `tokenizer_train_bytes` of training text (once per workdir)."""
+  if data.get("tokenizer"):
+    return tokenizers.load(data.tokenizer)
+  prefix = workdir / "tokenizer" / "sp"
+  model = pathlib.Path(f"{prefix}.model")
+  if not model.exists() and jax.process_index() == 0:
+    budget = int(data.get("tokenizer_train_bytes", 5_000_000))
+
+    def texts():
+      used = 0
+      for i in range(len(train_source)):
+        text = train_source[i]["text"]
+        text = text.decode("utf-8") if isinstance(text, bytes) else text
+        yield text
+        used += len(text)
+        if used >= budget:
+          return
+
+    print(f"Training a SentencePiece tokenizer ({data.tokenizer_vocab_size} tokens) on "
+          f"<= {budget / 1e6:.1f} MB of training text", flush=True)
+    tokenizers.train_sentencepiece(texts(), prefix, vocab_size=data.tokenizer_vocab_size)
+  _sync("tokenizer")
+  return tokenizers.load(model)
+
+
+def make_inputs(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> Inputs:
+  workdir = pathlib.Path(workdir)
+  data = config.data
+  data_dir = data.get("data_dir") or str(workdir / "data")
+  kwargs = _builder_kwargs(data)
+  if jax.process_index() == 0:  # prepare once; the other processes then read it
+    builders.build(data.dataset, data_dir, **kwargs)
+  _sync("dataset")
+  builder = builders.build(data.dataset, data_dir, prepare=False, **kwargs)
+  tokenizer = make_tokenizer(data, builder.as_data_source("train"), workdir)
+  seed = data.get("seed")
+  data_config = pipeline.DataConfig(
+      name=data.dataset, data_dir=data_dir, split="train", seq_len=data.seq_len,
+      batch_size=data.batch_size, seed=config.seed if seed is None else seed,
+      num_epochs=data.get("num_epochs"), builder_kwargs=kwargs,
+      worker_count=data.get("worker_count", 0))
+  train_iter = pipeline.make_iterator(data_config, tokenizer)
+  eval_batches: list[dict[str, Any]] = []
+  if config.get("eval_every"):
+    eval_batches = pipeline.make_eval_batches(data_config, tokenizer,
+                                              max_batches=data.get("eval_batches", 8))
+  return Inputs(tokenizer, train_iter, eval_batches, data_config)
+
+

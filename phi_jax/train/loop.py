@@ -1,0 +1,196 @@
+"""The training loop: mesh -> data -> init or resume -> steps (log, eval, checkpoint) -> report.
+
+Reads top to bottom like big_vision's train.py. Everything a run writes goes to its workdir:
+config.json, metrics.jsonl, tensorboard/, checkpoints/, report.md and plots.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pathlib
+import signal
+import time
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from phi_jax.models import ModelConfig, presets
+from phi_jax.train import checkpoint as ckpt_lib
+from phi_jax.train import inputs, metrics as metrics_lib, optim, sharding
+from phi_jax.train import mesh as mesh_lib
+from phi_jax.train import step as step_lib
+
+
+class NonFiniteLossError(FloatingPointError):
+  """Raised when the training loss becomes NaN or inf."""
+
+
+def model_config(config: ml_collections.ConfigDict, vocab_size: Optional[int] = None) -> ModelConfig:
+  """The preset named by config.model.name with the other config.model fields as overrides.
+
+  vocab_size -1 in the config means "the tokenizer's vocabulary size".
+  """
+  fields = dict(config.model.to_dict())
+  name = fields.pop("name")
+  if fields.get("vocab_size", None) == -1:
+    if vocab_size is None:
+      raise ValueError("config.model.vocab_size=-1 needs a tokenizer to take the size from")
+    fields["vocab_size"] = vocab_size
+  return presets.get(name, **fields)
+
+
+def write_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:
+  if jax.process_index() == 0:
+    tmp = workdir / "config.json.tmp"
+    tmp.write_text(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, workdir / "config.json")
+
+
+class _StopFlag:
+  """SIGTERM / SIGINT set a flag; the loop saves a checkpoint at the next step and exits cleanly."""
+
+  def __init__(self):
+    self.signal: Optional[int] = None
+    self._previous = {}
+
+  def __enter__(self):
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def _handle(self, signum, frame):  # pylint: disable=unused-argument
+    if self.signal is not None and signum == signal.SIGINT:  # a second Ctrl-C: stop now
+      raise KeyboardInterrupt
+    self.signal = signum
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
+def _global_batch(batch: dict[str, np.ndarray], mesh: jax.sharding.Mesh) -> dict[str, jax.Array]:
+  """Each process's slice of the global batch -> global arrays sharded over data x fsdp."""
+  sh = sharding.batch_sharding(mesh)
+  return {k: jax.make_array_from_process_local_data(sh, np.asarray(v)) for k, v in batch.items()}
+
+
+def evaluate(eval_step, params, batches, mesh) -> Optional[float]:
+  """Mean token loss over the held-out batches (None without any)."""
+  total, count = 0.0, 0.0
+  for batch in batches:
+    t, c = eval_step(params, _global_batch(batch, mesh))
+    total, count = total + float(t), count + float(c)
+  return total / count if count else None
+
+
+def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[str, Any]:
+  """Trains (or resumes) the run described by `config` in `workdir`; returns a summary dict."""
+  workdir = pathlib.Path(workdir).absolute()
+  workdir.mkdir(parents=True, exist_ok=True)
+  mesh_lib.maybe_initialize_distributed(config.get("distributed"))
+  mesh = mesh_lib.make_mesh(dict(config.mesh))
+  write_config(config, workdir)
+  is_main = jax.process_index() == 0
+
+  # ---- data and model ---------------------------------------------------------------------
+  data = inputs.make_inputs(config, workdir)
+  cfg = model_config(config, data.tokenizer.vocab_size if data.tokenizer else None)
+  seq_len, batch_size = config.data.seq_len, config.data.batch_size
+  grad_accum = config.get("grad_accum", 1)
+  if batch_size % (grad_accum * mesh.shape["data"] * mesh.shape["fsdp"]):
+    raise ValueError(f"data.batch_size={batch_size} must be divisible by grad_accum={grad_accum} "
+                     f"x data x fsdp mesh size ({mesh.shape['data'] * mesh.shape['fsdp']})")
+  tx, schedule = optim.make_optimizer(config.optimizer, config.total_steps)
+  rng = jax.random.key(config.seed)
+
+  # ---- init or resume -----------------------------------------------------------------------
+  abstract, shardings = step_lib.abstract_state(cfg, tx, seq_len, mesh, rng)
+  checkpointer = ckpt_lib.Checkpointer(workdir / "checkpoints", config.get("keep_checkpoints", 3))
+  restored = checkpointer.restore_latest(abstract, data.train_iter)
+  if restored is not None:
+    start_step, state = restored
+    print(f"Resumed from {checkpointer.directory} at step {start_step}", flush=True)
+  else:
+    start_step = 0
+    state, _ = step_lib.create_sharded_state(cfg, tx, seq_len, mesh, rng)
+  n_params = sum(x.size for x in jax.tree.leaves(state.params))
+  if is_main:
+    print(f"Model {cfg.name}: {n_params:,} parameters; mesh {dict(mesh.shape)}; "
+          f"{batch_size} x {seq_len} tokens per step; {config.total_steps} steps", flush=True)
+
+  train_step = step_lib.jit_train_step(
+      step_lib.make_train_step(cfg, tx, schedule, grad_accum), shardings, mesh)
+  eval_step = step_lib.make_eval_step(cfg, mesh, shardings.params)
+  writer = metrics_lib.MetricWriter(workdir, enabled=is_main)
+  progress = metrics_lib.Progress(config.total_steps, start_step, enabled=is_main)
+  flops_per_step = metrics_lib.train_flops_per_token(cfg, seq_len) * batch_size * seq_len
+  peak = metrics_lib.peak_flops()
+
+  # ---- loop -----------------------------------------------------------------------------------
+  step = start_step
+  last_log_time, last_log_step = time.perf_counter(), start_step
+  last_metrics: dict[str, float] = {}
+  stopped_by = None
+  with _StopFlag() as stop:
+    while step < config.total_steps:
+      batch = _global_batch(next(data.train_iter), mesh)
+      state, step_metrics = train_step(state, batch)
+      step += 1
+      is_last = step == config.total_steps
+      log_now = step % config.log_every == 0 or is_last
+      ckpt_now = step % config.checkpoint_every == 0 or is_last or stop.signal is not None
+      eval_now = bool(config.eval_every) and (step % config.eval_every == 0 or is_last)
+      if log_now or ckpt_now:
+        scalars = jax.device_get(step_metrics)
+        if not math.isfinite(float(scalars["loss"])):
+          checkpointer.wait()
+          good = checkpointer.latest_step()
+          raise NonFiniteLossError(
+              f"loss is {float(scalars['loss'])} at step {step}; stopping. The last good "
+              f"checkpoint is step {good} in {checkpointer.directory}. Lower the learning rate, "
+              "raise warmup, or check the data, then rerun to resume from it.")
+      if log_now:
+        now = time.perf_counter()
+        steps_done = step - last_log_step
+        seconds = max(now - last_log_time, 1e-9)
+        last_metrics = {k: float(v) for k, v in scalars.items()}
+        last_metrics["tokens_per_sec"] = batch_size * seq_len * steps_done / seconds
+        last_metrics["steps_per_sec"] = steps_done / seconds
+        achieved = flops_per_step * steps_done / seconds / jax.device_count()
+        last_metrics["gflops_per_sec"] = achieved / 1e9
+        if peak:
+          last_metrics["mfu"] = achieved / peak
+        last_log_time, last_log_step = now, step
+      if eval_now:
+        eval_loss = evaluate(eval_step, state.params, data.eval_batches, mesh)
+        if eval_loss is not None:
+          last_metrics["eval_loss"] = eval_loss
+          writer.write(step, {"eval_loss": eval_loss})
+      if log_now:
+        writer.write(step, {k: v for k, v in last_metrics.items() if k != "eval_loss"})
+        progress.update(step, last_metrics)
+      if ckpt_now:
+        checkpointer.save(step, state, data.train_iter, force=True)
+      if stop.signal is not None:
+        stopped_by = signal.Signals(stop.signal).name
+        break
+  progress.close()
+  checkpointer.close()
+  writer.close()
+  summary = {"step": step, "stopped_by": stopped_by, "num_params": int(n_params),
+             "final_loss": last_metrics.get("loss"), "eval_loss": last_metrics.get("eval_loss"),
+             "workdir": str(workdir)}
+  if stopped_by:
+    print(f"\nStopped by {stopped_by} at step {step}; checkpoint saved. Rerun the same command "
+          "to resume.", flush=True)
+  elif is_main and config.get("report", True):
+    from phi_jax.train import report
+    summary.update(report.write_report(config, workdir, cfg, state.params, data.tokenizer))
+  if is_main:
+    (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+  return summary

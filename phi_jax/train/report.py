@@ -1,0 +1,87 @@
+"""End-of-run report: loss curves (PNG), held-out loss, and sample completions in report.md."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from typing import Any, Optional
+
+import jax
+import ml_collections
+
+from phi_jax.decoding import generate
+from phi_jax.models import ModelConfig
+from phi_jax.train import metrics as metrics_lib
+
+
+def plot_losses(records: list[dict[str, Any]], path: pathlib.Path) -> Optional[pathlib.Path]:
+  """Train (and eval) loss against step -> PNG; None when there is nothing to plot."""
+  train = [(r["step"], r["loss"]) for r in records if "loss" in r]
+  evals = [(r["step"], r["eval_loss"]) for r in records if "eval_loss" in r]
+  if not train:
+    return None
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+  ax.plot(*zip(*train), label="train loss")
+  if evals:
+    ax.plot(*zip(*evals), "o-", label="held-out loss")
+  ax.set_xlabel("step")
+  ax.set_ylabel("cross-entropy (nats/token)")
+  ax.grid(alpha=0.3)
+  ax.legend()
+  fig.tight_layout()
+  tmp = path.with_suffix(".tmp.png")
+  fig.savefig(tmp)
+  plt.close(fig)
+  os.replace(tmp, path)
+  return path
+
+
+def sample_completions(config: ml_collections.ConfigDict, cfg: ModelConfig, params: Any,
+                       tokenizer: Any) -> list[tuple[str, str]]:
+  sample = config.get("sample")
+  if tokenizer is None or not sample or not sample.get("prompts"):
+    return []
+  prompts = list(sample.prompts)
+  ids = [tokenizer.encode(p) for p in prompts]
+  host_params = jax.device_get(params)
+  outs = generate(cfg, host_params, ids, max_new_tokens=sample.get("max_new_tokens", 64),
+                  temperature=sample.get("temperature", 0.0), eos_id=tokenizer.eos_id,
+                  rng=jax.random.key(config.seed))
+  return [(p, tokenizer.decode(i + o)[len(tokenizer.decode(i)):]) for p, i, o in
+          zip(prompts, ids, outs)]
+
+
+def write_report(config: ml_collections.ConfigDict, workdir: pathlib.Path, cfg: ModelConfig,
+                 params: Any, tokenizer: Any) -> dict[str, Any]:
+  """Writes report.md (+ loss.png) into the workdir; returns {'report': path, ...}."""
+  records = metrics_lib.read_metrics(workdir)
+  plot = plot_losses(records, workdir / "loss.png")
+  train = [r for r in records if "loss" in r]
+  evals = [r for r in records if "eval_loss" in r]
+  samples = sample_completions(config, cfg, params, tokenizer)
+  lines = [f"# Run report: {workdir.name}", "",
+           f"Model `{cfg.name}`: {cfg.num_layers} layers, d_model {cfg.d_model}, "
+           f"{cfg.num_heads} heads, vocab {cfg.vocab_size}.", ""]
+  if train:
+    first, last = train[0], train[-1]
+    lines += ["| | step | loss |", "|---|---|---|",
+              f"| first logged train loss | {first['step']} | {first['loss']:.4f} |",
+              f"| last train loss | {last['step']} | {last['loss']:.4f} |"]
+    if evals:
+      lines.append(f"| held-out loss | {evals[-1]['step']} | {evals[-1]['eval_loss']:.4f} |")
+    lines += ["", f"Throughput (last log): {last.get('tokens_per_sec', 0):,.0f} tokens/s, "
+              f"{last.get('gflops_per_sec', 0):.1f} GFLOP/s per device.", ""]
+  if plot:
+    lines += ["![loss](loss.png)", ""]
+  if samples:
+    lines += ["## Samples (greedy)" if not config.sample.get("temperature") else "## Samples", ""]
+    for prompt, completion in samples:
+      lines += ["```python", prompt + completion, "```", ""]
+  path = workdir / "report.md"
+  tmp = workdir / "report.md.tmp"
+  tmp.write_text("\n".join(lines))
+  os.replace(tmp, path)
+  return {"report": str(path), "samples": [p + c for p, c in samples]}
