@@ -22,6 +22,12 @@ setup(
         "sentencepiece>=0.2",
         "tokenizers>=0.20",
         "absl-py",
+        "tensorflow-datasets>=4.9.10",
+        "grain>=0.2.18",
+        "array_record>=0.8",
+        "etils[epath]",
+        "tensorboardX>=2.6",
+        "matplotlib>=3.8",
     ],
     extras_require={
         "test": [

@@ -24,6 +24,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.checkpoint_every = 100
   c.keep_checkpoints = 2
   c.grad_accum = 1
+  c.report = True  # report.md, loss.png and samples at the end
   c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
 
   # phi-1's block at toy size; vocab_size -1 = the tokenizer's.

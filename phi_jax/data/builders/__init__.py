@@ -1,0 +1,44 @@
+"""TFDS dataset builders (array_record, no TensorFlow) and `build`, which prepares one on demand.
+
+    builder = build('code_corpus', '/tmp/tfds', max_files=30)   # stdlib .py files, 30 of them
+    train = builder.as_data_source('train')                      # train[i] -> {'text': b'...', ...}
+
+`build` is idempotent: the config name hashes the source folder, every knob and the file listing
+(paths and sizes), so a second call reuses the prepared files and a changed source builds anew.
+Several processes preparing the same new dataset at once race: prepare once (e.g. on process 0)
+before a multi-host run.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import tensorflow_datasets as tfds
+
+from phi_jax.data.builders.code_corpus import (CodeCorpus, FileCorpusBuilder, FileCorpusConfig,
+                                               list_files, split_files)
+from phi_jax.data.builders.text_corpus import TextCorpus
+
+BUILDERS: dict[str, type[FileCorpusBuilder]] = {"code_corpus": CodeCorpus,
+                                                 "text_corpus": TextCorpus}
+
+__all__ = ["BUILDERS", "CodeCorpus", "FileCorpusBuilder", "FileCorpusConfig", "TextCorpus", "build",
+           "list_files", "split_files"]
+
+
+def build(name: str, data_dir: str | os.PathLike, *, prepare: bool = True,
+          **kwargs: Any) -> tfds.core.DatasetBuilder:
+  """The builder `name` ('code_corpus' | 'text_corpus') for `kwargs`, prepared under `data_dir`.
+
+  kwargs go to `make_config`: source_dir, suffixes, exclude_dirs, max_files, validation_fraction,
+  min_bytes, max_bytes. Files are written once (`data_dir/<name>/<folder>_<hash>/<version>/`).
+  """
+  if name not in BUILDERS:
+    raise ValueError(f"Unknown dataset {name!r}; known: {sorted(BUILDERS)}")
+  cls = BUILDERS[name]
+  builder = cls(config=cls.make_config(**kwargs), data_dir=os.fspath(data_dir),
+                file_format="array_record")
+  if prepare:
+    builder.download_and_prepare()  # A no-op when this config's files already exist.
+  return builder
