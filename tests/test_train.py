@@ -94,7 +94,7 @@ def test_schedules():
 def shared(tmp_path_factory):
   """A prepared dataset and tokenizer shared by the CLI runs (built by a first short run)."""
   root = tmp_path_factory.mktemp("train_shared")
-  run = _main(root / "seed_run", root / "data", None, ["--config.total_steps=1"])
+  run = _main(root / "seed_run", root / "data", None, ["--config.total_steps=3"])
   assert run.returncode == 0, run.stderr[-3000:]
   return root / "data", root / "seed_run" / "tokenizer" / "sp.model"
 
@@ -105,7 +105,11 @@ def _main(workdir, data_dir, tokenizer, extra=(), popen=False):
           "--config.data.max_files=12", "--config.report=False", *extra]
   if tokenizer:
     args.append(f"--config.data.tokenizer={tokenizer}")
-  env = dict(os.environ, XLA_FLAGS="--xla_backend_optimization_level=0")
+  # One persistent compilation cache for all runs of this module: the same programs compile once.
+  env = dict(os.environ, XLA_FLAGS="--xla_backend_optimization_level=0",
+             JAX_COMPILATION_CACHE_DIR=str(pathlib.Path(data_dir).parent / "jax_cache"),
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
   if popen:
     return subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -183,4 +187,4 @@ def test_misspelled_override_fails_clearly(tmp_path):
 def test_config_json_written(shared):
   data_dir, _ = shared
   config = json.loads((data_dir.parent / "seed_run" / "config.json").read_text())
-  assert config["total_steps"] == 1 and config["model"]["name"] == "phi-1"
+  assert config["total_steps"] == 3 and config["model"]["name"] == "phi-1"
