@@ -99,17 +99,17 @@ def shared(tmp_path_factory):
   return root / "data", root / "seed_run" / "tokenizer" / "sp.model"
 
 
-def _main(workdir, data_dir, tokenizer, extra=(), popen=False):
+def _main(workdir, data_dir, tokenizer, extra=(), popen=False, xla_flags="", extra_env=None):
   args = [sys.executable, "-m", "phi_jax.main", "--config=configs/quickstart.py:smoke",
           f"--workdir={workdir}", f"--config.data.data_dir={data_dir}",
           "--config.data.max_files=12", "--config.report=False", *extra]
   if tokenizer:
     args.append(f"--config.data.tokenizer={tokenizer}")
   # One persistent compilation cache for all runs of this module: the same programs compile once.
-  env = dict(os.environ, XLA_FLAGS="--xla_backend_optimization_level=0",
+  env = dict(os.environ, XLA_FLAGS=f"--xla_backend_optimization_level=0 {xla_flags}",
              JAX_COMPILATION_CACHE_DIR=str(pathlib.Path(data_dir).parent / "jax_cache"),
              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0", **(extra_env or {}))
   if popen:
     return subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -188,3 +188,34 @@ def test_config_json_written(shared):
   data_dir, _ = shared
   config = json.loads((data_dir.parent / "seed_run" / "config.json").read_text())
   assert config["total_steps"] == 3 and config["model"]["name"] == "phi-1"
+
+
+def _free_port() -> int:
+  import socket
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_process_distributed_run_matches_single_process(shared, tmp_path):
+  """2 processes x 2 CPU devices (jax.distributed on 127.0.0.1, gloo collectives) == 1 x 4."""
+  data_dir, tok = shared
+  steps = ["--config.total_steps=6", "--config.checkpoint_every=3", "--config.log_every=2"]
+  single = _main(tmp_path / "single", data_dir, tok, steps,
+                 xla_flags="--xla_force_host_platform_device_count=4")
+  assert single.returncode == 0, single.stderr[-3000:]
+  port = _free_port()
+  procs = [_main(tmp_path / "multi", data_dir, tok, steps, popen=True,
+                 xla_flags="--xla_force_host_platform_device_count=2",
+                 extra_env={"JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
+                            "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": str(i)})
+           for i in range(2)]
+  for proc in procs:
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+  assert "mesh {'data': 4" in out or "mesh {'data': 4" in single.stdout
+  multi, ref = _losses(tmp_path / "multi"), _losses(tmp_path / "single")
+  assert multi.keys() == ref.keys()
+  for step in ref:
+    assert multi[step] == pytest.approx(ref[step], rel=1e-5)
