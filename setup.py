@@ -36,6 +36,9 @@ setup(
             "torch==2.13.0",
             "transformers>=5.0",
             "safetensors>=0.4",
+            "nbclient>=0.10",
+            "nbformat>=5.10",
+            "ipykernel>=6.29",
         ],
     },
 )

@@ -15,7 +15,10 @@ import logging
 import os
 from typing import Any, Optional
 
+import pathlib
+
 import grain
+import jax
 import orbax.checkpoint as ocp
 
 
@@ -65,3 +68,25 @@ class Checkpointer:
   def close(self) -> None:
     self.manager.wait_until_finished()
     self.manager.close()
+
+
+def load_run(workdir: str | os.PathLike, step: Optional[int] = None):
+  """(ModelConfig, params, tokenizer or None) of a training run's checkpoint (newest by default).
+
+  For notebooks and evaluation: the params come back as host arrays.
+  """
+  from phi_jax.convert import checkpoint_io
+  from phi_jax.data import tokenizer as tokenizers
+  workdir = pathlib.Path(workdir)
+  cfg = checkpoint_io.config_from_json((workdir / "model_config.json").read_text())
+  tok_file = workdir / "tokenizer" / "sp.model"
+  tokenizer = tokenizers.load(tok_file) if tok_file.exists() else None
+  manager = ocp.CheckpointManager(os.path.abspath(workdir / "checkpoints"),
+                                  options=ocp.CheckpointManagerOptions(read_only=True))
+  step = manager.latest_step() if step is None else step
+  if step is None:
+    raise FileNotFoundError(f"No checkpoint in {workdir / 'checkpoints'}")
+  restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+  params = jax.device_get(restored["state"]["params"])
+  manager.close()
+  return cfg, params, tokenizer

@@ -105,6 +105,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict
   if batch_size % (grad_accum * mesh.shape["data"] * mesh.shape["fsdp"]):
     raise ValueError(f"data.batch_size={batch_size} must be divisible by grad_accum={grad_accum} "
                      f"x data x fsdp mesh size ({mesh.shape['data'] * mesh.shape['fsdp']})")
+  if is_main:
+    from phi_jax.convert import checkpoint_io
+    (workdir / "model_config.json").write_text(checkpoint_io.config_to_json(cfg) + "\n")
   tx, schedule = optim.make_optimizer(config.optimizer, config.total_steps)
   rng = jax.random.key(config.seed)
 
