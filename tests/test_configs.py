@@ -1,0 +1,250 @@
+"""Paper configs (configs/phi1.py, phi1_5.py, phi3.py), the AOT memory report and the sweep runner.
+
+Every variant builds, locks and validates; the optimizer numbers are the papers'; full-size
+presets match the published parameter counts; `memory_report` shards params over fsdp; a 2-run
+sweep runs, is skipped on rerun, and writes its table and plot.
+"""
+
+import csv
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from phi_jax import aot, sweep
+from phi_jax.models import Transformer, presets
+from phi_jax.train import loop, optim
+from phi_jax.train import mesh as mesh_lib
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+QUICKSTART = sweep.load_config(str(CONFIGS / "quickstart.py"))
+
+VARIANTS = [
+    ("phi1.py", ""), ("phi1.py", "size=350m"), ("phi1.py", "stage=finetune"),
+    ("phi1.py", "size=350m,stage=finetune"), ("phi1.py", "tiny"), ("phi1.py", "tiny,stage=finetune"),
+    ("phi1_5.py", ""), ("phi1_5.py", "tiny"),
+    ("phi3.py", "size=mini"), ("phi3.py", "size=small"), ("phi3.py", "size=medium"),
+    ("phi3.py", "tiny"), ("phi3.py", "size=small,tiny"), ("phi3.py", "size=medium,tiny"),
+]
+
+
+def _config(name, arg=""):
+  return sweep.load_config(f"{CONFIGS / name}:{arg}" if arg else str(CONFIGS / name))
+
+
+def _keys(config, prefix=""):
+  out = set()
+  for key, value in config.items():
+    out.add(prefix + key)
+    if key in ("data", "optimizer", "sample"):  # the sections the loop reads field by field
+      out |= _keys(value, prefix + key + ".")
+  return out
+
+
+@pytest.mark.parametrize("name,arg", VARIANTS)
+def test_variant_builds_locks_and_validates(name, arg):
+  config = _config(name, arg)
+  assert config.is_locked
+  with pytest.raises(AttributeError):
+    config.total_step = 3  # a misspelled field fails
+  assert _keys(config) == _keys(QUICKSTART), "the config must follow the quickstart schema"
+  cfg = loop.model_config(config, vocab_size=config.data.tokenizer_vocab_size)
+  assert cfg.name == config.model.name
+  if "tiny" in arg:
+    assert cfg.num_layers <= 4 and cfg.d_model <= 128 and config.data.source_dir == ""
+    assert config.total_steps <= 100 and 0 < config.data.max_files <= 100
+  else:
+    assert cfg.dtype == "bfloat16" and cfg.param_dtype == "float32"
+    assert config.mesh.fsdp == -1 and cfg.vocab_size == presets.get(cfg.name).vocab_size
+    assert config.data.seq_len <= cfg.max_seq_len
+  data, fsdp, _ = mesh_lib.mesh_shape(dict(config.mesh), 8)
+  assert config.data.batch_size % (config.grad_accum * data * fsdp) == 0
+  optim.make_optimizer(config.optimizer, config.total_steps)
+  json.loads(config.to_json_best_effort())
+
+
+@pytest.mark.parametrize("name,arg,match", [
+    ("phi1.py", "size=2b", "size='2b'"), ("phi1.py", "stage=sft", "stage"),
+    ("phi1.py", "tiyn", "Unknown config variant 'tiyn'"), ("phi3.py", "size=large", "size"),
+    ("phi1_5.py", "size=1.3b", "Unknown config variant 'size'")])
+def test_bad_variants_fail_clearly(name, arg, match):
+  with pytest.raises(ValueError, match=match):
+    _config(name, arg)
+
+
+def test_phi1_recipe_matches_the_paper():
+  base, ft = _config("phi1.py"), _config("phi1.py", "stage=finetune")
+  o = base.optimizer
+  assert (o.learning_rate, o.schedule, o.warmup_steps, o.weight_decay) == (1e-3, "linear", 750, 0.1)
+  assert o.end_lr_fraction == 0.0 and base.total_steps == 36_000
+  assert (base.data.batch_size, base.data.seq_len) == (1024, 2048)  # tokens/step = 1024 x 2048
+  assert base.model.attn_dropout == base.model.resid_dropout == 0.1
+  o = ft.optimizer
+  assert (o.learning_rate, o.warmup_steps, o.weight_decay, ft.total_steps) == (1e-4, 50, 0.01, 6_000)
+  assert ft.data.batch_size == 256 and ft.checkpoint_every == 1_000
+  assert _config("phi1.py", "size=350m").model.name == "phi-1-small"
+  kept = base.checkpoint_every * (base.keep_checkpoints - 1)
+  assert kept >= base.total_steps - 24_000  # the 24k checkpoint the paper uses survives
+  lr = optim.make_schedule(o.to_dict(), ft.total_steps)
+  assert float(lr(50)) == pytest.approx(1e-4) and float(lr(6_000)) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_phi1_5_recipe_matches_the_paper():
+  c = _config("phi1_5.py")
+  o = c.optimizer
+  assert (o.learning_rate, o.schedule, o.warmup_steps, o.weight_decay) == (2e-4, "constant", 0, 0.1)
+  assert (o.b1, o.b2, o.eps) == (0.9, 0.98, 1e-7)
+  assert (c.data.batch_size, c.data.seq_len) == (2048, 2048)
+  tokens = c.total_steps * c.data.batch_size * c.data.seq_len
+  assert 150e9 <= tokens < 150e9 + c.data.batch_size * c.data.seq_len
+  lr = optim.make_schedule(o.to_dict(), c.total_steps)
+  assert float(lr(0)) == float(lr(c.total_steps)) == pytest.approx(2e-4)
+
+
+def test_phi3_sizes_tokens_and_documented_defaults():
+  doc = (CONFIGS / "phi3.py").read_text()
+  assert "publishes NO optimizer" in doc and "2307.09288" in doc
+  for size, name, tokens in [("mini", "phi-3-mini-4k", 3.3e12), ("small", "phi-3-small-8k", 4.8e12),
+                             ("medium", "phi-3-medium-4k", 4.8e12)]:
+    c = _config("phi3.py", f"size={size}")
+    assert c.model.name == name and c.model.dtype == "bfloat16"
+    per_step = c.data.batch_size * c.data.seq_len
+    assert per_step == 4_194_304 and 0 <= c.total_steps * per_step - tokens < per_step
+    o = c.optimizer
+    assert (o.learning_rate, o.schedule, o.warmup_steps) == (3e-4, "cosine", 2000)
+    assert (o.b1, o.b2, o.eps, o.weight_decay) == (0.9, 0.95, 1e-5, 0.1)
+
+
+@pytest.mark.parametrize("name,arg", [("phi1.py", ""), ("phi1_5.py", ""), ("phi3.py", "size=mini"),
+                                      ("phi3.py", "size=small"), ("phi3.py", "size=medium")])
+def test_full_size_parameter_counts_match_published(name, arg):
+  cfg = loop.model_config(_config(name, arg))
+  shapes = jax.eval_shape(Transformer(cfg).init, jax.random.key(0), jnp.zeros((1, 8), jnp.int32))
+  count = sum(x.size for x in jax.tree.leaves(shapes))
+  published = presets.PUBLISHED_PARAMS[cfg.name]
+  assert abs(count - published) / published < 0.005, (cfg.name, count, published)
+
+
+def test_docstrings_give_paper_command_and_results():
+  papers = [("phi1.py", "2306.11644"), ("phi1_5.py", "2309.05463"), ("phi3.py", "2404.14219")]
+  for name, arxiv in papers:
+    doc = (CONFIGS / name).read_text().split('"""')[1]
+    assert arxiv in doc and f"configs/{name}" in doc and "python -m phi_jax.main" in doc
+    assert "Measured here" in doc and "Expected at full scale" in doc
+
+
+# ---- AOT memory report --------------------------------------------------------------------------
+
+def _small_config(**mesh):
+  c = _config("phi1.py", "tiny")
+  c.mesh.update(dict(data=1, fsdp=8, tensor=1, **mesh))
+  c.model.update(d_model=128, num_layers=2, mlp_dim=512, vocab_size=512)
+  c.data.update(batch_size=8, seq_len=32)
+  c.grad_accum = 1
+  return c
+
+
+def test_memory_report_shards_params_over_fsdp():
+  r = aot.memory_report(_small_config(), 8, device_memory_gb=1.0)
+  total_param_bytes = r["num_params"] * 4  # float32
+  assert r["mesh"] == {"data": 1, "fsdp": 8, "tensor": 1} and r["platform"] == "cpu"
+  assert r["params_bytes"] == pytest.approx(total_param_bytes / 8, rel=0.10)
+  assert r["opt_state_bytes"] == pytest.approx(2 * r["params_bytes"], rel=0.05)  # Adam mu, nu
+  assert r["argument_bytes"] >= r["params_bytes"] + r["opt_state_bytes"]
+  assert r["alias_bytes"] > 0.9 * (r["params_bytes"] + r["opt_state_bytes"])  # state donated
+  assert 0 < r["total_bytes"] < 2**30 and r["fits"] and r["temp_estimated_by_cpu"]
+  assert "ESTIMATED BY THE CPU BACKEND" in aot.format_report(r)
+  with pytest.raises(ValueError, match="16 devices requested"):
+    aot.memory_report(_small_config(), 16)
+
+
+@pytest.mark.slow
+def test_memory_report_layer_extrapolation_matches_full_compile():
+  config = _small_config()
+  config.model.num_layers = 4
+  full = aot.memory_report(config, 8)
+  cut = aot.memory_report(config, 8, layers=1)
+  assert cut["layers_compiled"] == [1, 2] and full["layers_compiled"] == [4]
+  for key in ("num_params", "params_bytes", "opt_state_bytes", "argument_bytes"):
+    assert cut[key] == full[key], key
+  assert cut["total_bytes"] == pytest.approx(full["total_bytes"], rel=0.25)
+
+
+@pytest.mark.slow
+def test_aot_cli_sets_the_device_count_itself(tmp_path):
+  env = dict(os.environ, XLA_FLAGS="--xla_backend_optimization_level=0")  # no device count given
+  run = subprocess.run([sys.executable, "-m", "phi_jax.aot", "--config=configs/phi1.py:tiny",
+                        "--devices=4", "--device_memory_gb=1", "--config.data.batch_size=8",
+                        "--config.model.vocab_size=512", "--json"],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert run.returncode == 0, run.stderr[-3000:]
+  report = json.loads(run.stdout.strip().splitlines()[-1])
+  assert report["num_devices"] == 4 and report["mesh"]["fsdp"] == 4 and report["fits"]
+  assert "simulated CPU devices" in run.stdout and "ESTIMATED BY THE CPU BACKEND" in run.stdout
+
+
+# ---- sweep runner -------------------------------------------------------------------------------
+
+def test_overrides_slugs_and_finished_runs(tmp_path):
+  c = _config("phi1.py", "tiny")
+  sweep.apply_overrides(c, {"optimizer.learning_rate": "3e-3", "data.seed": "7", "report": "false"})
+  assert c.optimizer.learning_rate == 3e-3 and c.data.seed == 7 and c.report is False
+  with pytest.raises(ValueError, match="no field 'optimizer.lr'"):
+    sweep.apply_overrides(c, {"optimizer.lr": 1.0})
+  with pytest.raises(ValueError, match="expected int"):
+    sweep.apply_overrides(c, {"total_steps": "many"})
+  assert sweep.slugs([{"optimizer.learning_rate": 1e-3, "model.num_layers": 2}, {}]) == [
+      "learning_rate=0.001,num_layers=2", "base"]
+  assert sweep.slugs([{"seed": 1}, {"data.seed": 1}]) == ["seed=1", "data.seed=1"]
+  with pytest.raises(ValueError, match="duplicate runs"):
+    sweep.slugs([{"seed": 1}, {"seed": 1}])
+  (tmp_path / "summary.json").write_text(json.dumps({"step": 5, "stopped_by": None}))
+  assert sweep.is_finished(tmp_path, 5) and not sweep.is_finished(tmp_path, 6)
+  (tmp_path / "summary.json").write_text(json.dumps({"step": 5, "stopped_by": "SIGTERM"}))
+  assert not sweep.is_finished(tmp_path, 5)
+
+
+SWEEP_CONFIG = '''
+import importlib.util
+_spec = importlib.util.spec_from_file_location("_phi1", {phi1!r})
+_phi1 = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_phi1)
+get_config = _phi1.get_config
+
+
+def sweep():
+  return [{{"optimizer.learning_rate": 1e-3}}, {{"optimizer.learning_rate": 3e-3}}]
+'''
+
+
+@pytest.mark.slow
+def test_two_run_sweep_runs_then_skips_and_writes_table(tmp_path):
+  config_file = tmp_path / "two_runs.py"
+  config_file.write_text(SWEEP_CONFIG.format(phi1=str(CONFIGS / "phi1.py")))
+  small = ["total_steps=3", "log_every=1", "eval_every=3", "checkpoint_every=3", "report=False",
+           "data.max_files=10", "data.tokenizer_vocab_size=512", "data.seq_len=32",
+           "data.batch_size=4", "data.eval_batches=1", "model.d_model=32", "model.mlp_dim=64",
+           "model.rotary_dim=8", "grad_accum=1", "optimizer.warmup_steps=1"]
+  env = dict(os.environ, XLA_FLAGS="--xla_backend_optimization_level=0")  # one device per run
+  out = tmp_path / "sweep"
+  rows = sweep.run_sweep(f"{config_file}:tiny", out, overrides=small, parallel=2, env=env)
+  assert [r["status"] for r in rows] == ["done", "done"], [
+      (r, (out / r["run"] / "sweep_run.log").read_text()[-2000:]) for r in rows]
+  assert [r["run"] for r in rows] == ["learning_rate=0.001", "learning_rate=0.003"]
+  assert all(r["step"] == 3 and r["final_loss"] > 0 and r["eval_loss"] > 0 for r in rows)
+  rows_again = sweep.run_sweep(f"{config_file}:tiny", out, overrides=small, parallel=2, env=env)
+  assert [r["status"] for r in rows_again] == ["done (skipped)"] * 2
+  assert [r["final_loss"] for r in rows_again] == [r["final_loss"] for r in rows]
+  with open(out / "sweep.csv") as f:
+    table = list(csv.DictReader(f))
+  assert len(table) == 2 and table[0]["overrides"] == "optimizer.learning_rate=0.001"
+  assert len((out / "sweep.md").read_text().strip().splitlines()) == 4  # header, rule, 2 rows
+  assert (out / "sweep.png").stat().st_size > 0
+  config = json.loads((out / "learning_rate=0.003" / "config.json").read_text())
+  assert config["optimizer"]["learning_rate"] == 3e-3 and config["total_steps"] == 3
