@@ -29,7 +29,7 @@ def main(argv) -> None:
   tfds.disable_progress_bar()
   try:
     summary = loop.train(_CONFIG.value, _WORKDIR.value)
-  except (ValueError, loop.NonFiniteLossError) as e:
+  except (ValueError, FileNotFoundError, loop.NonFiniteLossError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
   if summary.get("report"):

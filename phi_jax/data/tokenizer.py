@@ -102,6 +102,20 @@ def train_sentencepiece(texts: Iterable[str], model_prefix: str | os.PathLike, *
   prefix = pathlib.Path(model_prefix)
   prefix.parent.mkdir(parents=True, exist_ok=True)
   tmp_prefix = prefix.with_name(prefix.name + ".tmp")
+  try:
+    _train(texts, tmp_prefix, vocab_size, model_type, character_coverage, max_sentence_length,
+           num_threads, seed_sentencepiece_size, user_defined_symbols)
+  except RuntimeError as e:  # SentencePiece reports bad settings as RuntimeError
+    raise ValueError(f"SentencePiece training failed: {e}. With byte_fallback the vocabulary "
+                     "needs at least 256 byte pieces + 4 specials + the required characters; "
+                     "raise tokenizer_vocab_size or give it more text.") from e
+  for ext in (".model", ".vocab"):  # publish atomically
+    os.replace(f"{tmp_prefix}{ext}", f"{prefix}{ext}")
+  return SentencePieceTokenizer(f"{prefix}.model")
+
+
+def _train(texts, tmp_prefix, vocab_size, model_type, character_coverage, max_sentence_length,
+           num_threads, seed_sentencepiece_size, user_defined_symbols) -> None:
   spm.SentencePieceTrainer.train(
       sentence_iterator=iter(texts), model_prefix=str(tmp_prefix), vocab_size=vocab_size,
       model_type=model_type, character_coverage=character_coverage,
@@ -110,6 +124,3 @@ def train_sentencepiece(texts: Iterable[str], model_prefix: str | os.PathLike, *
       normalization_rule_name="identity", remove_extra_whitespaces=False, split_digits=True,
       allow_whitespace_only_pieces=True, byte_fallback=True,
       user_defined_symbols=user_defined_symbols or [], minloglevel=2)
-  for ext in (".model", ".vocab"):  # publish atomically
-    os.replace(f"{tmp_prefix}{ext}", f"{prefix}{ext}")
-  return SentencePieceTokenizer(f"{prefix}.model")

@@ -98,13 +98,17 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict
   is_main = jax.process_index() == 0
 
   # ---- data and model ---------------------------------------------------------------------
-  data = inputs.make_inputs(config, workdir)
-  cfg = model_config(config, data.tokenizer.vocab_size if data.tokenizer else None)
   seq_len, batch_size = config.data.seq_len, config.data.batch_size
   grad_accum = config.get("grad_accum", 1)
   if batch_size % (grad_accum * mesh.shape["data"] * mesh.shape["fsdp"]):
     raise ValueError(f"data.batch_size={batch_size} must be divisible by grad_accum={grad_accum} "
                      f"x data x fsdp mesh size ({mesh.shape['data'] * mesh.shape['fsdp']})")
+  data = inputs.make_inputs(config, workdir)
+  cfg = model_config(config, data.tokenizer.vocab_size if data.tokenizer else None)
+  if data.tokenizer is not None and data.tokenizer.vocab_size > cfg.vocab_size:
+    raise ValueError(f"the tokenizer has {data.tokenizer.vocab_size} tokens but the model's "
+                     f"vocab_size is {cfg.vocab_size}; set config.model.vocab_size=-1 (the "
+                     "tokenizer's size) or at least the tokenizer's size")
   if is_main:
     from phi_jax.convert import checkpoint_io
     (workdir / "model_config.json").write_text(checkpoint_io.config_to_json(cfg) + "\n")
