@@ -72,7 +72,13 @@ def is_sparse_layer(layer_idx: jax.Array) -> jax.Array:
 
 
 class KVState(NamedTuple):
-  """The stacked key/value cache of all layers: k, v [L, B, S, K, Dh]."""
+  """The stacked key/value cache of all layers: k, v [L, B, S, K, Dh].
+
+  Or, given to one layer of the unscanned model (see transformer.unscanned_cache), that layer's own
+  cache, head-major: k, v [B * K, S, Dh], which the attention einsums read without a transpose
+  (batch and kv heads merged into the one batch axis of those einsums: an axis that XLA has to
+  reshape, or drop when it has size 1, makes XLA:CPU copy the cache every step).
+  """
   k: jax.Array
   v: jax.Array
 
@@ -101,7 +107,17 @@ class Attention(nn.Module):
     q = rotary.apply_rotary(q, ctx.cos, ctx.sin)
     k = rotary.apply_rotary(k, ctx.cos, ctx.sin)
 
-    if kv is not None:  # write the new entries, then attend over every cache slot of this layer
+    own = kv is not None and kv.k.ndim == 3  # this layer's own head-major cache [B * K, S, Dh]
+    if own:
+      start = (0, ctx.cache_index, 0)
+
+      def write(cache, new):  # new [B, T, K, Dh] -> [B * K, T, Dh] at slot cache_index
+        new = jnp.swapaxes(new, 1, 2).reshape(-1, new.shape[1], head_dim)
+        return jax.lax.dynamic_update_slice(cache, new.astype(cache.dtype), start)
+
+      kv = KVState(write(kv.k, k), write(kv.v, v))
+      keys, values = kv.k, kv.v
+    elif kv is not None:  # write the new entries, then attend over every cache slot of this layer
       start = (layer_idx, 0, ctx.cache_index, 0, 0)
       kv = KVState(jax.lax.dynamic_update_slice(kv.k, k[None].astype(kv.k.dtype), start),
                    jax.lax.dynamic_update_slice(kv.v, v[None].astype(kv.v.dtype), start))
@@ -112,7 +128,12 @@ class Attention(nn.Module):
 
     batch, length = q.shape[:2]
     q = q.reshape(batch, length, kv_heads, groups, head_dim)
-    scores = jnp.einsum("btkgd,bskd->bkgts", q, keys, preferred_element_type=jnp.float32)
+    if own:  # one batch axis n = (b, k) as in the cache; queries (g, t) of each n in a row
+      qn = jnp.transpose(q, (0, 2, 3, 1, 4)).reshape(batch * kv_heads, groups * length, head_dim)
+      scores = jnp.einsum("nqd,nsd->nqs", qn, keys, preferred_element_type=jnp.float32)
+      scores = scores.reshape(batch, kv_heads, groups, length, -1)
+    else:
+      scores = jnp.einsum("btkgd,bskd->bkgts", q, keys, preferred_element_type=jnp.float32)
     scores = scores.astype(jnp.float32) * jnp.float32(cfg.softmax_scale)
     mask = ctx.mask
     if ctx.sparse_mask is not None:
@@ -121,7 +142,12 @@ class Attention(nn.Module):
     probs = jax.nn.softmax(scores, axis=-1).astype(jnp.dtype(cfg.dtype))
     if cfg.attn_dropout > 0 and not self.deterministic:
       probs = nn.Dropout(cfg.attn_dropout)(probs, deterministic=False)
-    out = jnp.einsum("bkgts,bskd->btkgd", probs, values.astype(probs.dtype))
+    if own:
+      pn = probs.reshape(batch * kv_heads, groups * length, -1)
+      out = jnp.einsum("nqs,nsd->nqd", pn, values.astype(probs.dtype))
+      out = jnp.transpose(out.reshape(batch, kv_heads, groups, length, head_dim), (0, 3, 1, 2, 4))
+    else:
+      out = jnp.einsum("bkgts,bskd->btkgd", probs, values.astype(probs.dtype))
     out = out.reshape(batch, length, heads, head_dim)
     out = constrain(out, ("activation_batch", "activation_length", "activation_heads", None))
     out = dense(cfg, cfg.d_model, (-2, -1), ("heads", "head_dim", "embed"), bias=cfg.attn_bias,

@@ -12,7 +12,7 @@ carry and updated in place, one layer slice at a time.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import flax.linen as nn
 import jax
@@ -63,9 +63,17 @@ class Block(nn.Module):
 
 
 class Transformer(nn.Module):
-  """The phi-family decoder-only language model."""
+  """The phi-family decoder-only language model.
+
+  scan_layers=False runs the blocks as a Python loop over per-layer params 'layers_0' ..
+  'layers_{L-1}' (see `unscanned_params`) instead of a scan over the stacked 'layers' params.
+  Same numbers; it is the decode-loop layout: each layer's weights are their own buffers, read in
+  place, where a scan slices the stacked arrays and XLA:CPU copies the slice every step. Its
+  cache may hold per-layer head-major k and v (see `unscanned_cache`), for the same reason.
+  """
 
   cfg: ModelConfig
+  scan_layers: bool = True
 
   @nn.compact
   def __call__(self, tokens: jax.Array, positions: Optional[jax.Array] = None,
@@ -147,12 +155,28 @@ class Transformer(nn.Module):
     block = Block
     if cfg.remat_policy != "none":
       block = nn.remat(Block, policy=REMAT_POLICIES[cfg.remat_policy], prevent_cse=False)
-    stack = nn.scan(
-        block, variable_axes={"params": 0}, split_rngs={"params": True, "dropout": True},
-        in_axes=(0, 0, nn.broadcast), length=cfg.num_layers, unroll=cfg.scan_unroll,
-        metadata_params={nn.PARTITION_NAME: "layers"})
-    layer_ids = jnp.arange(cfg.num_layers, dtype=jnp.int32)
-    (x, kv), _ = stack(cfg, deterministic, name="layers")((x, kv), layer_ids, layer_on, ctx)
+    if self.scan_layers:
+      stack = nn.scan(
+          block, variable_axes={"params": 0}, split_rngs={"params": True, "dropout": True},
+          in_axes=(0, 0, nn.broadcast), length=cfg.num_layers, unroll=cfg.scan_unroll,
+          metadata_params={nn.PARTITION_NAME: "layers"})
+      layer_ids = jnp.arange(cfg.num_layers, dtype=jnp.int32)
+      (x, kv), _ = stack(cfg, deterministic, name="layers")((x, kv), layer_ids, layer_on, ctx)
+    else:
+      own = kv is not None and isinstance(kv.k, (tuple, list))  # per-layer caches
+      ks, vs = [], []
+      for i in range(cfg.num_layers):
+        on = None if layer_on is None else layer_on[i]
+        layer_kv = KVState(kv.k[i], kv.v[i]) if own else kv
+        (x, layer_kv), _ = block(cfg, deterministic, name=f"layers_{i}")(
+            (x, layer_kv), jnp.int32(i), on, ctx)
+        if own:
+          ks.append(layer_kv.k)
+          vs.append(layer_kv.v)
+        else:
+          kv = layer_kv
+      if own:
+        kv = KVState(tuple(ks), tuple(vs))
 
     if last_only:
       x = x[:, -1:]
@@ -171,3 +195,47 @@ class Transformer(nn.Module):
     new_cache = cache._replace(k=kv.k, v=kv.v, positions=k_pos, segment_ids=k_seg,
                                index=index + length)
     return logits, new_cache
+
+
+def unscanned_params(params: dict[str, Any], *, transpose_kernels: bool = False) -> dict[str, Any]:
+  """The params of `Transformer(cfg, scan_layers=False)` from those of the scanned model.
+
+  The stacked 'layers' leaves [L, ...] become 'layers_0' .. 'layers_{L-1}' (copies: each layer's
+  weights in a buffer of their own). With transpose_kernels, every projection kernel is stored as
+  'kernel_t' = kernel.T (all axes reversed), which `layers.Dense` multiplies as the left operand
+  (faster small-batch GEMMs on XLA:CPU). Same function, different layout: make it once, outside a
+  decode loop.
+  """
+  params = dict(nn.unbox(params))
+  layers = params.pop("layers")
+  num_layers = jax.tree_util.tree_leaves(layers)[0].shape[0]
+  for i in range(num_layers):
+    params[f"layers_{i}"] = jax.tree_util.tree_map(lambda leaf: leaf[i], layers)
+  if not transpose_kernels:
+    return params
+
+  def transpose(tree):
+    if not isinstance(tree, Mapping):
+      return tree
+    out = {k: transpose(v) for k, v in tree.items() if k != "kernel"}
+    if "kernel" in tree:
+      out["kernel_t"] = jnp.transpose(tree["kernel"])
+    return out
+
+  return transpose(params)
+
+
+def unscanned_cache(cache: Any) -> Any:
+  """A KV cache for `Transformer(cfg, scan_layers=False)`: k, v [L, B, S, K, Dh] become tuples of
+  L head-major [B * K, S, Dh] arrays (copies; make them once, outside a decode loop).
+
+  Each layer then updates its own buffer in place and attends over it without first copying it
+  into the [B, K, S, Dh] order of the attention einsums (which the stacked layout needs).
+  """
+  num_layers, batch, slots, kv_heads, head_dim = cache.k.shape
+
+  def split(c):
+    return tuple(jnp.swapaxes(c[i], 1, 2).reshape(batch * kv_heads, slots, head_dim)
+                 for i in range(num_layers))
+
+  return cache._replace(k=split(cache.k), v=split(cache.v))

@@ -1,0 +1,50 @@
+"""Smoke tests of the benchmark scripts: they run end to end at tiny sizes and print their JSON.
+
+Timings are never asserted (they depend on the machine and its load); only the output's shape and
+the correctness checks the benchmarks carry (identical greedy tokens).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _run_json(script: str, *args: str, timeout: int = 600) -> dict:
+  """Runs `script` with `args` in a fresh process; returns its last stdout line parsed as JSON."""
+  env = dict(os.environ)
+  env.pop("XLA_FLAGS", None)  # not conftest's 8 fake devices: the script sets its own flags
+  env["PYTHONPATH"] = f"{REPO}{os.pathsep}{env.get('PYTHONPATH', '')}"
+  proc = subprocess.run([sys.executable, str(REPO / script), *args], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=timeout)
+  assert proc.returncode == 0, f"{script} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+  lines = proc.stdout.strip().splitlines()
+  assert lines, f"{script} printed nothing; stderr:\n{proc.stderr[-3000:]}"
+  return json.loads(lines[-1])
+
+
+def test_decode_benchmark_smoke():
+  pytest.importorskip("torch")
+  pytest.importorskip("transformers")
+  result = _run_json("experiments/perf/decode_vs_hf.py", "--quick")
+  for key in ("benchmark", "machine", "date", "threads", "new_tokens", "batch_1", "batch_8",
+              "bandwidth"):
+    assert key in result, f"missing {key!r} in {sorted(result)}"
+  assert result["benchmark"] == "decode_vs_hf"
+  assert result["threads"] == 1
+  for batch in ("batch_1", "batch_8"):
+    entry = result[batch]
+    for key in ("phi_jax", "reference", "ratio", "tokens_identical", "phi_jax_compile_s"):
+      assert key in entry, f"missing {batch}.{key}"
+    assert entry["phi_jax"] > 0 and entry["reference"] > 0
+    assert entry["tokens_identical"] is True, entry
+  for key in ("weight_bytes", "phi_jax_weight_bytes_per_s", "single_core_copy_bytes_per_s",
+              "fraction"):
+    assert key in result["bandwidth"], f"missing bandwidth.{key}"
