@@ -48,3 +48,13 @@ def test_decode_benchmark_smoke():
   for key in ("weight_bytes", "phi_jax_weight_bytes_per_s", "single_core_copy_bytes_per_s",
               "fraction"):
     assert key in result["bandwidth"], f"missing bandwidth.{key}"
+
+
+def test_train_benchmark_smoke():
+  pytest.importorskip("torch")
+  pytest.importorskip("transformers")
+  result = _run_json("experiments/perf/train_vs_hf.py", "--quick")
+  assert result["benchmark"] == "train_vs_hf" and result["threads"] == 1
+  assert result["phi_jax"] > 0 and result["reference"] > 0 and result["ratio"] > 0
+  first = result["loss_first_step"]  # both start near ln(vocab): same task, same batch
+  assert abs(first["phi_jax"] - first["reference"]) < 0.5

@@ -66,15 +66,10 @@ def _parse(argv=None) -> argparse.Namespace:
 
 ARGS = _parse()
 # ---- one core, before any numerical library is imported ----------------------------------------
-_allowed = sorted(os.sched_getaffinity(0))
-CPU = ARGS.cpu if ARGS.cpu is not None else _allowed[-1]
-os.sched_setaffinity(0, {CPU})
-for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-  os.environ[_var] = "1"
-_flags = os.environ.get("XLA_FLAGS", "")
-if "xla_cpu_multi_thread_eigen" not in _flags:
-  _flags += " --xla_cpu_multi_thread_eigen=false"
-os.environ["XLA_FLAGS"] = _flags.strip()
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import one_core  # noqa: E402
+
+CPU = one_core.pin(ARGS.cpu)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import datetime  # noqa: E402

@@ -33,14 +33,10 @@ def _parse(argv=None) -> argparse.Namespace:
 
 
 ARGS = _parse()
-_allowed = sorted(os.sched_getaffinity(0))
-CPU = ARGS.cpu if ARGS.cpu is not None else _allowed[-1]
-os.sched_setaffinity(0, {CPU})
-for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-  os.environ[_var] = "1"
-if "xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
-  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                             " --xla_cpu_multi_thread_eigen=false").strip()
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import one_core  # noqa: E402
+
+CPU = one_core.pin(ARGS.cpu)
 
 import datetime  # noqa: E402
 import json  # noqa: E402
