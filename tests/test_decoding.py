@@ -163,3 +163,16 @@ def test_bad_generation_input_is_rejected(bad, match):
   kwargs.update(bad)
   with pytest.raises(ValueError, match=match):
     generate(cfg, params, kwargs.pop("prompts"), **kwargs)
+
+
+@pytest.mark.parametrize("name,overrides", [("tiny-parallel", {}), ("tiny-serial", {"sliding_window": 5}),
+                                            ("tiny-small", {})])
+def test_decode_layouts_give_identical_tokens(name, overrides):
+  """The stacked (scanned) decode loop and the per-layer (optionally transposed) ones agree."""
+  cfg, params = tiny(name, **overrides)
+  prompts = [[5, 6, 7, 8, 9, 10, 11], [3], [20, 21, 22, 23]]
+  outs = {layout: generate(cfg, params, prompts, max_new_tokens=12, decode_layout=layout)
+          for layout in generation.DECODE_LAYOUTS}
+  assert outs["per_layer"] == outs["stacked"] == outs["per_layer_t"]
+  with pytest.raises(ValueError, match="decode_layout"):
+    generate(cfg, params, prompts, max_new_tokens=2, decode_layout="diagonal")
