@@ -64,8 +64,7 @@ def create_sharded_state(cfg: ModelConfig, tx: optax.GradientTransformation, seq
   Returns (state, state_shardings); the state's leaves are plain (unboxed) arrays.
   """
   init = make_init_fn(cfg, tx, seq_len)
-  abstract = jax.eval_shape(init, rng)
-  shardings = sharding.logical_shardings(abstract, mesh)
+  _, shardings = abstract_state(cfg, tx, seq_len, mesh, rng)
   with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
     state = jax.jit(lambda r: nn.unbox(init(r)), out_shardings=shardings)(rng)
   return state, shardings
