@@ -62,6 +62,29 @@ def test_layer_mask_false_makes_the_layer_the_identity(name):
     apply(cfg, params, tokens, layer_mask=np.ones((16, 2), bool))
 
 
+def test_return_hidden_is_the_residual_stream_before_the_final_norm():
+  cfg, params = tiny("tiny-serial", num_layers=3)
+  tokens = _tokens(cfg)
+  model = Transformer(cfg)
+  hidden = model.apply({"params": params}, tokens, return_hidden=True)
+  assert hidden.shape == (*tokens.shape, cfg.d_model)
+  # Final norm + head on the hidden states give the logits.
+  logits = model.apply({"params": params}, tokens)
+  from phi_jax.models.layers import Norm
+  normed = Norm(cfg).apply({"params": params["final_norm"]}, hidden)
+  head = params["lm_head"]
+  np.testing.assert_allclose(normed @ head["kernel"] + head.get("bias", 0.0),
+                             logits, atol=1e-4)
+  # Layer 0's output: the model cut to its first layer.
+  first = jax.tree.map(lambda x: x[:1], params["layers"])
+  h0 = Transformer(cfg.replace(num_layers=1)).apply({"params": {**params, "layers": first}},
+                                                   tokens, return_hidden=True)
+  mask = np.zeros((16, 3), bool)
+  mask[:, 0] = True
+  np.testing.assert_allclose(model.apply({"params": params}, tokens, layer_mask=mask,
+                                         return_hidden=True), h0, atol=1e-5)
+
+
 @pytest.mark.parametrize("name,overrides", [("tiny-parallel", {}), ("tiny-serial", {}),
                                             ("tiny-serial", {"sliding_window": 3})])
 def test_packed_segments_do_not_attend_across_documents(name, overrides):

@@ -79,7 +79,8 @@ class Transformer(nn.Module):
   def __call__(self, tokens: jax.Array, positions: Optional[jax.Array] = None,
                segment_ids: Optional[jax.Array] = None, layer_mask: Optional[jax.Array] = None,
                cache: Optional[Any] = None, deterministic: bool = True,
-               long_rope: Optional[jax.Array | bool] = None, last_only: bool = False):
+               long_rope: Optional[jax.Array | bool] = None, last_only: bool = False,
+               return_hidden: bool = False):
     """Logits for `tokens` [B, T] (int).
 
     Args:
@@ -93,6 +94,10 @@ class Transformer(nn.Module):
       long_rope: LongRoPE factor choice; None applies transformers' rule (max position + 1 >
         original length).
       last_only: compute logits only for the last position ([B, 1, V]).
+      return_hidden: return the residual stream after the last layer, before the final norm,
+        [B, T, D] in the compute dtype, instead of logits (features for e.g. a classifier; for
+        layer k's output, apply the model to params whose 'layers' leaves are sliced [:k + 1]
+        with cfg.replace(num_layers=k + 1)).
 
     Returns:
       float32 logits [B, T, V] (or [B, 1, V]); with a cache, (logits, new_cache).
@@ -180,6 +185,10 @@ class Transformer(nn.Module):
 
     if last_only:
       x = x[:, -1:]
+    if return_hidden:
+      if cache is None:
+        return x
+      raise ValueError("return_hidden is for full forward passes; pass cache=None")
     x = Norm(cfg, name="final_norm")(x)
     if cfg.tie_embeddings:
       logits = embed.attend(x)
