@@ -11,6 +11,7 @@ import pytest
 from conftest import tiny
 
 from phi_jax.models import Transformer, rotary
+from phi_jax.models.transformer import embed_tokens, logits_from_hidden
 from phi_jax.models.attention import block_sparse_mask
 from phi_jax.models.layers import gegelu
 
@@ -68,13 +69,19 @@ def test_return_hidden_is_the_residual_stream_before_the_final_norm():
   model = Transformer(cfg)
   hidden = model.apply({"params": params}, tokens, return_hidden=True)
   assert hidden.shape == (*tokens.shape, cfg.d_model)
-  # Final norm + head on the hidden states give the logits.
-  logits = model.apply({"params": params}, tokens)
-  from phi_jax.models.layers import Norm
-  normed = Norm(cfg).apply({"params": params["final_norm"]}, hidden)
-  head = params["lm_head"]
-  np.testing.assert_allclose(normed @ head["kernel"] + head.get("bias", 0.0),
-                             logits, atol=1e-4)
+  # Final norm + head on the hidden states give the logits (the pure pieces agree with the module).
+  np.testing.assert_allclose(logits_from_hidden(cfg, params, hidden),
+                             model.apply({"params": params}, tokens), atol=1e-5)
+  tied_cfg, tied = tiny("tiny-small", num_layers=2)  # tied embeddings, muP multipliers
+  tied_model = Transformer(tied_cfg)
+  np.testing.assert_allclose(
+      logits_from_hidden(tied_cfg, tied, tied_model.apply({"params": tied}, tokens,
+                                                          return_hidden=True)),
+      tied_model.apply({"params": tied}, tokens), atol=1e-5)
+  zero = {**tied, "layers": jax.tree.map(lambda x: x[:0], tied["layers"])}
+  np.testing.assert_allclose(embed_tokens(tied_cfg, tied, tokens),
+                             Transformer(tied_cfg.replace(num_layers=0), scan_layers=False).apply(
+                                 {"params": zero}, tokens, return_hidden=True), atol=1e-6)
   # Layer 0's output: the model cut to its first layer.
   first = jax.tree.map(lambda x: x[:1], params["layers"])
   h0 = Transformer(cfg.replace(num_layers=1)).apply({"params": {**params, "layers": first}},

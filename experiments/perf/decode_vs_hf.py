@@ -204,11 +204,11 @@ def jax_prefill_only(cfg, params, prompts: list[list[int]], new: int) -> None:
   mode, sampling_params = sampling.make_sampling(cfg.vocab_size)
   batch, length = bucket(len(prompts), minimum=1), bucket(max(len(p) for p in prompts))
   tokens, pads = generation.left_pad(prompts, batch, length)
-  out, _ = generation._generate_tokens(
+  out = generation._generate_tokens(
       params, jnp.asarray(tokens), jnp.asarray(pads), jnp.int32(1), jax.random.key(0),
       sampling_params, jnp.int32(-1), jnp.bool_(False), cfg=cfg, mode=mode,
       cache_len=length + bucket(new), out_len=bucket(new),
-      decode_layout=LAYOUT)
+      decode_layout=LAYOUT)[0]
   np.asarray(out)
 
 

@@ -31,7 +31,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from phi_jax.decoding import early_exit as early_exit_lib
 from phi_jax.decoding import sampling
+from phi_jax.decoding import skipdecode
 from phi_jax.decoding.cache import init_cache
 from phi_jax.models.config import ModelConfig
 from phi_jax.models.transformer import Transformer, unscanned_cache, unscanned_params
@@ -105,11 +107,16 @@ def default_decode_layout(params=None) -> str:
 
 
 @functools.partial(jax.jit,
-                   static_argnames=("cfg", "mode", "cache_len", "out_len", "decode_layout"))
+                   static_argnames=("cfg", "mode", "cache_len", "out_len", "decode_layout",
+                                    "skip", "early_exit", "return_cache"))
 def _generate_tokens(params, tokens, pads, max_new, rng, sampling_params, eos_id, long_rope, *,
                      cfg: ModelConfig, mode: sampling.SamplingMode, cache_len: int, out_len: int,
-                     decode_layout: str = "stacked"):
-  """tokens [B, P] left-padded -> (new tokens [B, out_len] int32, number of steps run).
+                     decode_layout: str = "stacked",
+                     skip: Optional[skipdecode.SkipSchedule] = None,
+                     early_exit: Optional[early_exit_lib.EarlyExit] = None,
+                     return_cache: bool = False):
+  """tokens [B, P] left-padded -> (new tokens [B, out_len] int32, number of steps run,
+  layers run for each new token [out_len] int32) (+ the final KV cache if return_cache).
 
   decode_layout (the prefill always runs the scanned model on the stacked params and cache):
     'stacked': the decode loop runs the same scanned model.
@@ -119,9 +126,15 @@ def _generate_tokens(params, tokens, pads, max_new, rng, sampling_params, eos_id
       layer's slice every step on XLA:CPU, and attention transposes the stacked cache).
     'per_layer_t': the same, with the kernels stored transposed (faster small-batch GEMMs on
       XLA:CPU). Both copy the layer weights once per call: peak memory holds them twice.
+
+  skip / early_exit (per-layer layouts only): each decode step runs layer by layer
+  (`skipdecode.decode_step` / `early_exit.decode_step`), leaving layers out of the computation.
   """
   if decode_layout not in DECODE_LAYOUTS:
     raise ValueError(f"decode_layout {decode_layout!r} is not one of {DECODE_LAYOUTS}")
+  if (skip or early_exit) and decode_layout == "stacked":
+    raise ValueError("skip / early_exit decode layer by layer from per-layer weights: use "
+                     "decode_layout='per_layer' or 'per_layer_t'")
   model = Transformer(cfg)
   step_model, step_params = model, params
   if decode_layout != "stacked":
@@ -142,34 +155,50 @@ def _generate_tokens(params, tokens, pads, max_new, rng, sampling_params, eos_id
   rng, step_rng = jax.random.split(rng)
   token = sampling.sample(logits[:, -1], step_rng, mode, sampling_params)
   out = jnp.zeros((batch, out_len), jnp.int32).at[:, 0].set(token)
+  layers_used = jnp.zeros((out_len,), jnp.int32).at[0].set(cfg.num_layers)  # g_0: the prefill
   done = (token == eos_id) & (eos_id >= 0)
 
   def cond(state):
-    step, _, _, _, done, _ = state
+    step, _, _, _, _, done, _ = state
     return (step < max_new) & ~jnp.all(done)
 
   def body(state):
-    step, token, cache, out, done, rng = state
-    logits, cache = step_model.apply({"params": step_params}, token[:, None],
-                                positions=(lengths + step - 1)[:, None],
-                                segment_ids=jnp.ones((batch, 1), jnp.int32), cache=cache,
-                                long_rope=long_rope)
+    step, token, cache, out, layers_used, done, rng = state
+    positions = (lengths + step - 1)[:, None]
+    if skip is not None:  # step processes generated token t = step - 1
+      logits, cache, layers = skipdecode.decode_step(cfg, step_params, token, positions, cache,
+                                                     step - 1, skip, long_rope)
+    elif early_exit is not None:
+      logits, cache, layers = early_exit_lib.decode_step(cfg, step_params, token, positions,
+                                                         cache, done, early_exit, long_rope)
+    else:
+      logits, cache = step_model.apply({"params": step_params}, token[:, None],
+                                       positions=positions,
+                                       segment_ids=jnp.ones((batch, 1), jnp.int32), cache=cache,
+                                       long_rope=long_rope)
+      logits, layers = logits[:, -1], jnp.int32(cfg.num_layers)
     rng, step_rng = jax.random.split(rng)
-    new = sampling.sample(logits[:, -1], step_rng, mode, sampling_params)
+    new = sampling.sample(logits, step_rng, mode, sampling_params)
     new = jnp.where(done, jnp.maximum(eos_id, 0), new)
     out = jax.lax.dynamic_update_slice(out, new[:, None], (0, step))
+    layers_used = jax.lax.dynamic_update_slice(layers_used, layers[None], (step,))
     done = done | ((new == eos_id) & (eos_id >= 0))
-    return step + 1, new, cache, out, done, rng
+    return step + 1, new, cache, out, layers_used, done, rng
 
-  state = (jnp.int32(1), token, cache, out, done, rng)
-  steps, _, _, out, _, _ = jax.lax.while_loop(cond, body, state)
-  return out, steps
+  state = (jnp.int32(1), token, cache, out, layers_used, done, rng)
+  steps, _, cache, out, layers_used, _, _ = jax.lax.while_loop(cond, body, state)
+  if return_cache:
+    return out, steps, layers_used, cache
+  return out, steps, layers_used
 
 
 def generate(cfg: ModelConfig, params, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,
              temperature: float = 0.0, top_k: Optional[int] = None, top_p: Optional[float] = None,
              eos_id: Optional[int] = None, rng: Optional[jax.Array] = None,
-             decode_layout: Optional[str] = None) -> list[list[int]]:
+             decode_layout: Optional[str] = None,
+             skip: Optional[skipdecode.SkipSchedule] = None,
+             early_exit: Optional[early_exit_lib.EarlyExit] = None,
+             return_stats: bool = False):
   """Generates up to `max_new_tokens` tokens after each prompt.
 
   Args:
@@ -181,12 +210,31 @@ def generate(cfg: ModelConfig, params, prompts: Sequence[Sequence[int]], *, max_
     eos_id: a row stops after producing it (the eos token is included in its output).
     rng: a jax PRNG key for sampling (default key 0).
     decode_layout: how the decode loop holds weights and cache, one of DECODE_LAYOUTS (same
-      tokens, different speed and memory; see `_generate_tokens`); None = default_decode_layout.
+      tokens, different speed and memory; see `_generate_tokens`); None = default_decode_layout
+      (with skip / early_exit: a per-layer layout).
+    skip: a `SkipSchedule` (SkipDecode): generated token t runs only the layers in
+      skip.active(t); the prompt runs every layer. Skipped layers are not executed.
+    early_exit: an `EarlyExit` policy (the CALM baseline). At most one of skip / early_exit.
+    return_stats: also return {'layers_per_token': [n] layers run for each generated position
+      (the prompt's full-depth pass for g_0 included), 'mean_layers', 'steps'}.
 
   Returns:
-    The new tokens of each prompt, in order.
+    The new tokens of each prompt, in order (and the stats dict if return_stats).
   """
   _check_prompts(cfg, prompts, max_new_tokens)
+  if skip is not None and early_exit is not None:
+    raise ValueError("pass at most one of skip= and early_exit=")
+  if skip is not None and (not isinstance(skip, skipdecode.SkipSchedule)
+                           or skip.num_layers != cfg.num_layers):
+    raise ValueError(f"skip must be a SkipSchedule for this model's {cfg.num_layers} layers, got "
+                     f"{skip!r}")
+  if early_exit is not None:
+    early_exit.points(cfg.num_layers)  # validates
+  layered = skip is not None or early_exit is not None
+  if decode_layout is None:
+    decode_layout = default_decode_layout(params)
+    if layered and decode_layout == "stacked":
+      decode_layout = "per_layer"
   params = nn.unbox(params)
   mode, sampling_params = sampling.make_sampling(cfg.vocab_size, temperature, top_k, top_p)
   longest = max(len(p) for p in prompts)
@@ -196,11 +244,11 @@ def generate(cfg: ModelConfig, params, prompts: Sequence[Sequence[int]], *, max_
   tokens, pads = left_pad(prompts, batch, prompt_len)
   long_rope = cfg.long_rope and longest + max_new_tokens > cfg.rope_original_max_len
   rng = jax.random.key(0) if rng is None else rng
-  out, _ = _generate_tokens(
+  out, steps, layers_used = _generate_tokens(
       params, jnp.asarray(tokens), jnp.asarray(pads), jnp.int32(max_new_tokens), rng,
       sampling_params, jnp.int32(-1 if eos_id is None else eos_id), jnp.bool_(long_rope),
       cfg=cfg, mode=mode, cache_len=prompt_len + out_len, out_len=out_len,
-      decode_layout=decode_layout or default_decode_layout(params))
+      decode_layout=decode_layout, skip=skip, early_exit=early_exit)
   out = np.asarray(out)
   results = []
   for row in range(len(prompts)):
@@ -208,7 +256,12 @@ def generate(cfg: ModelConfig, params, prompts: Sequence[Sequence[int]], *, max_
     if eos_id is not None and eos_id in new:
       new = new[:new.index(eos_id) + 1]
     results.append(new)
-  return results
+  if not return_stats:
+    return results
+  steps = int(steps)
+  per_token = np.asarray(layers_used)[:steps].tolist()
+  return results, {"layers_per_token": per_token, "mean_layers": float(np.mean(per_token)),
+                   "steps": steps}
 
 
 def compiled_programs() -> int:

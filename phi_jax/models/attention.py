@@ -83,6 +83,27 @@ class KVState(NamedTuple):
   v: jax.Array
 
 
+def write_head_major(kv: KVState, k: jax.Array, v: jax.Array, index: jax.Array) -> KVState:
+  """Writes new keys/values k, v [B, T, K, Dh] into one layer's head-major cache
+  (k, v [B * K, S, Dh]) at slots index .. index + T - 1."""
+  def write(cache, new):
+    new = jnp.swapaxes(new, 1, 2).reshape(-1, new.shape[1], new.shape[-1])
+    return jax.lax.dynamic_update_slice(cache, new.astype(cache.dtype), (0, index, 0))
+
+  return KVState(write(kv.k, k), write(kv.v, v))
+
+
+def project_kv(cfg: ModelConfig, params, x: jax.Array, ctx: AttentionContext
+               ) -> tuple[jax.Array, jax.Array]:
+  """The rotated keys and values [B, T, K, Dh] that `Attention` with `params` makes from its
+  input x [B, T, D] (same projections; used to fill a skipped layer's cache from a hidden state)."""
+  kv_heads, head_dim = cfg.kv_heads, cfg.dim_per_head
+  proj = {name: dense(cfg, (kv_heads, head_dim), -1, ("embed", "kv_heads", "head_dim"),
+                      bias=cfg.attn_bias, name=None).apply({"params": params[name]}, x)
+          for name in ("k", "v")}
+  return rotary.apply_rotary(proj["k"], ctx.cos, ctx.sin), proj["v"]
+
+
 class Attention(nn.Module):
   """Multi-head attention with GQA, partial rotary, optional KV cache. x: [B, T, D]."""
 
@@ -109,13 +130,7 @@ class Attention(nn.Module):
 
     own = kv is not None and kv.k.ndim == 3  # this layer's own head-major cache [B * K, S, Dh]
     if own:
-      start = (0, ctx.cache_index, 0)
-
-      def write(cache, new):  # new [B, T, K, Dh] -> [B * K, T, Dh] at slot cache_index
-        new = jnp.swapaxes(new, 1, 2).reshape(-1, new.shape[1], head_dim)
-        return jax.lax.dynamic_update_slice(cache, new.astype(cache.dtype), start)
-
-      kv = KVState(write(kv.k, k), write(kv.v, v))
+      kv = write_head_major(kv, k, v, ctx.cache_index)
       keys, values = kv.k, kv.v
     elif kv is not None:  # write the new entries, then attend over every cache slot of this layer
       start = (layer_idx, 0, ctx.cache_index, 0, 0)

@@ -123,29 +123,9 @@ class Transformer(nn.Module):
       x = nn.Dropout(cfg.embd_dropout)(x, deterministic=False)
     x = constrain(x, _ACT)
 
-    # Keys: the inputs themselves, or the cache slots once this call's entries are written.
-    q_slots = jnp.arange(length, dtype=jnp.int32)
-    kv = None
-    if cache is None:
-      k_slots, k_seg, k_pos, index = q_slots, segment_ids, positions, None
-    else:
-      index = jnp.asarray(cache.index, jnp.int32)
-      q_slots = q_slots + index
-      k_seg = jax.lax.dynamic_update_slice(cache.segment_ids, segment_ids, (0, index))
-      k_pos = jax.lax.dynamic_update_slice(cache.positions, positions, (0, index))
-      k_slots = jnp.arange(k_seg.shape[1], dtype=jnp.int32)
-      kv = KVState(cache.k, cache.v)
-    mask = attention_mask(cfg, q_slots, k_slots, segment_ids, k_seg, positions, k_pos)
-    mask = mask[:, None, None]  # [B, 1, 1, T, S]
-    sparse = None
-    if cfg.block_sparse:
-      sparse = block_sparse_mask(cfg, positions, k_pos)
-      sparse = sparse.reshape(batch, cfg.kv_heads, cfg.num_heads // cfg.kv_heads, *sparse.shape[2:])
-
-    if long_rope is None:
-      long_rope = rotary.use_long_factors(cfg, positions)
-    cos, sin = rotary.rotary_tables(cfg, positions, long_rope)
-    ctx = AttentionContext(cos, sin, mask, sparse, index)
+    ctx, k_pos, k_seg = attention_inputs(cfg, positions, segment_ids, cache, long_rope)
+    index = ctx.cache_index
+    kv = None if cache is None else KVState(cache.k, cache.v)
 
     layer_on = None
     if layer_mask is not None:
@@ -204,6 +184,75 @@ class Transformer(nn.Module):
     new_cache = cache._replace(k=kv.k, v=kv.v, positions=k_pos, segment_ids=k_seg,
                                index=index + length)
     return logits, new_cache
+
+
+def attention_inputs(cfg: ModelConfig, positions: jax.Array, segment_ids: jax.Array,
+                     cache: Optional[Any] = None, long_rope: Optional[jax.Array | bool] = None
+                     ) -> tuple[AttentionContext, jax.Array, jax.Array]:
+  """What every layer's attention needs for one call: (ctx, key positions, key segment ids).
+
+  positions, segment_ids [B, T] int32 of the new tokens. Without a cache the keys are those T
+  tokens; with one they are its S slots once this call's entries are written at cache.index
+  (k_pos, k_seg [B, S] are then the cache's updated slot metadata).
+  """
+  batch, length = positions.shape
+  q_slots = jnp.arange(length, dtype=jnp.int32)
+  if cache is None:
+    k_slots, k_seg, k_pos, index = q_slots, segment_ids, positions, None
+  else:
+    index = jnp.asarray(cache.index, jnp.int32)
+    q_slots = q_slots + index
+    k_seg = jax.lax.dynamic_update_slice(cache.segment_ids, segment_ids, (0, index))
+    k_pos = jax.lax.dynamic_update_slice(cache.positions, positions, (0, index))
+    k_slots = jnp.arange(k_seg.shape[1], dtype=jnp.int32)
+  mask = attention_mask(cfg, q_slots, k_slots, segment_ids, k_seg, positions, k_pos)
+  mask = mask[:, None, None]  # [B, 1, 1, T, S]
+  sparse = None
+  if cfg.block_sparse:
+    sparse = block_sparse_mask(cfg, positions, k_pos)
+    sparse = sparse.reshape(batch, cfg.kv_heads, cfg.num_heads // cfg.kv_heads, *sparse.shape[2:])
+  if long_rope is None:
+    long_rope = rotary.use_long_factors(cfg, positions)
+  cos, sin = rotary.rotary_tables(cfg, positions, long_rope)
+  return AttentionContext(cos, sin, mask, sparse, index), k_pos, k_seg
+
+
+# ---- The model's pieces as pure functions of its params (for layer-by-layer decoding) ----------
+# They apply the same modules as `Transformer.__call__` (tests check they agree with it).
+
+
+def embed_tokens(cfg: ModelConfig, params: Mapping[str, Any], tokens: jax.Array) -> jax.Array:
+  """tokens [B, T] -> the input of layer 0 [B, T, D] (embedding x embedding_multiplier)."""
+  x = nn.Embed(cfg.vocab_size, cfg.d_model, dtype=jnp.dtype(cfg.dtype),
+               param_dtype=jnp.dtype(cfg.param_dtype)).apply({"params": params["embed"]}, tokens)
+  if cfg.embedding_multiplier != 1.0:
+    x = x * jnp.asarray(cfg.embedding_multiplier, x.dtype)
+  return x
+
+
+def logits_from_hidden(cfg: ModelConfig, params: Mapping[str, Any], x: jax.Array) -> jax.Array:
+  """The residual stream x [..., D] -> float32 logits [..., V]: final norm, LM head (or the tied
+  embedding), logit multiplier."""
+  x = Norm(cfg).apply({"params": params["final_norm"]}, x)
+  if cfg.tie_embeddings:
+    logits = nn.Embed(cfg.vocab_size, cfg.d_model, dtype=jnp.dtype(cfg.dtype),
+                      param_dtype=jnp.dtype(cfg.param_dtype)).apply(
+                          {"params": params["embed"]}, x, method="attend")
+  else:
+    logits = dense(cfg, cfg.vocab_size, -1, ("embed", "vocab"), bias=cfg.lm_head_bias,
+                   name=None).apply({"params": params["lm_head"]}, x)
+  logits = logits.astype(jnp.float32)
+  if cfg.logit_multiplier != 1.0:
+    logits = logits * jnp.float32(cfg.logit_multiplier)
+  return logits
+
+
+def apply_block(cfg: ModelConfig, layer_params: Mapping[str, Any], layer_idx: int, x: jax.Array,
+                kv: Optional[KVState], ctx: AttentionContext) -> tuple[jax.Array, Optional[KVState]]:
+  """One decoder layer, as in the unscanned model: (x [B, T, D], this layer's kv) -> new ones."""
+  (x, kv), _ = Block(cfg).apply({"params": layer_params}, (x, kv), jnp.int32(layer_idx), None,
+                                ctx)
+  return x, kv
 
 
 def unscanned_params(params: dict[str, Any], *, transpose_kernels: bool = False) -> dict[str, Any]:
