@@ -66,25 +66,13 @@ from typing import Any
 
 import ml_collections
 
+from phi_jax.config_args import parse_arg
+
 SIZES = {"1.3b": "phi-1", "350m": "phi-1-small"}
 STAGES = ("pretrain", "finetune")
 # grad_accum per size and stage: 8 rows of 2048 tokens per device per microbatch on 8 devices.
 _GRAD_ACCUM = {("1.3b", "pretrain"): 16, ("1.3b", "finetune"): 4,
                ("350m", "pretrain"): 8, ("350m", "finetune"): 2}
-
-
-def parse_arg(arg: str, defaults: dict[str, Any]) -> dict[str, Any]:
-  """'size=350m,stage=finetune,tiny' -> {'size': '350m', 'stage': 'finetune', 'tiny': True}.
-
-  A bare word is a flag set to True; keys must be in `defaults` (else ValueError listing them).
-  """
-  out = dict(defaults)
-  for part in filter(None, (p.strip() for p in (arg or "").split(","))):
-    key, sep, value = part.partition("=")
-    if key not in out:
-      raise ValueError(f"Unknown config variant {key!r} in {arg!r}; valid: {sorted(out)}")
-    out[key] = value if sep else True
-  return out
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:

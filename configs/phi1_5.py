@@ -37,23 +37,12 @@ step 10 -> 5.78 at step 80, held-out 5.80 (slower than phi-1's tiny: constant 2e
 
 from __future__ import annotations
 
-from typing import Any
-
 import ml_collections
+
+from phi_jax.config_args import parse_arg
 
 TOKENS = 150_000_000_000
 BATCH, SEQ = 2048, 2048  # 4,194,304 tokens per step
-
-
-def parse_arg(arg: str, defaults: dict[str, Any]) -> dict[str, Any]:
-  """'tiny' -> {'tiny': True}; 'key=value' pairs; keys must be in `defaults` (else ValueError)."""
-  out = dict(defaults)
-  for part in filter(None, (p.strip() for p in (arg or "").split(","))):
-    key, sep, value = part.partition("=")
-    if key not in out:
-      raise ValueError(f"Unknown config variant {key!r} in {arg!r}; valid: {sorted(out)}")
-    out[key] = value if sep else True
-  return out
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:

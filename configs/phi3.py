@@ -49,9 +49,9 @@ embeddings x 10): with --config.optimizer.learning_rate=3e-3 it reaches 5.89 (he
 
 from __future__ import annotations
 
-from typing import Any
-
 import ml_collections
+
+from phi_jax.config_args import parse_arg
 
 SIZES = {"mini": "phi-3-mini-4k", "small": "phi-3-small-8k", "medium": "phi-3-medium-4k"}
 TOKENS = {"mini": 3_300_000_000_000, "small": 4_800_000_000_000, "medium": 4_800_000_000_000}
@@ -60,17 +60,6 @@ TOKENS_PER_STEP = 4_194_304  # Llama 2: 4M tokens per step
 GRAD_ACCUM = {"mini": 32, "small": 64, "medium": 64}
 # Tiny shapes keep each size's head grouping (q heads / kv heads).
 TINY_KV_HEADS = {"mini": 4, "small": 1, "medium": 1}
-
-
-def parse_arg(arg: str, defaults: dict[str, Any]) -> dict[str, Any]:
-  """'size=small,tiny' -> {'size': 'small', 'tiny': True}; keys must be in `defaults`."""
-  out = dict(defaults)
-  for part in filter(None, (p.strip() for p in (arg or "").split(","))):
-    key, sep, value = part.partition("=")
-    if key not in out:
-      raise ValueError(f"Unknown config variant {key!r} in {arg!r}; valid: {sorted(out)}")
-    out[key] = value if sep else True
-  return out
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:

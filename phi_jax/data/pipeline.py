@@ -27,6 +27,16 @@ together, so a document split across two rows loses no pair. Every batch is a di
                                  restarts at 0 in its new row: attention never sees the old row)
     loss_mask    [B, T] float32  1 where `targets` is a real next token; 0 at EOS and padding
 
+format='prompt_completion' (conditional generation: records with a prompt and a target) instead
+tokenizes each example as [prompt ids] + [target ids] + [EOS], trains only on predicting the
+target and the EOS (loss_mask 1 from the last prompt token on), never splits an example (grain's
+first-fit packing: whole examples per row, the rest padded; an example longer than seq_len keeps
+its first seq_len tokens, its prompt cut from the left to at most seq_len / 2 if needed), and adds
+
+    target_index [B, T] int32    t for the input token g_t of a target (0 at the first target
+                                 token), negative on prompt tokens and padding: the position
+                                 SkipDecode's schedule is counted from (decoding.skipdecode)
+
 B is the per-process batch (`batch_size // process_count`). By default every process runs the same
 global pipeline and keeps rows [p*B, (p+1)*B) of each global batch: the data, and the iterator
 state, do not depend on the number of processes. `shard_documents=True` instead gives each process
@@ -44,6 +54,7 @@ import grain
 import numpy as np
 
 FEATURES = ("inputs", "targets", "segment_ids", "positions", "loss_mask")
+FORMATS = ("lm", "prompt_completion")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +79,9 @@ class DataConfig:
     shard_documents: shard documents instead of batch rows across processes (see module doc).
       With a finite num_epochs, processes may then run out after different numbers of batches.
     read_threads / prefetch_buffer_size: grain `ReadOptions` for reading and tokenizing.
+    format: 'lm' (documents, concat-then-split) or 'prompt_completion' (see module doc).
+    prompt_key / target_key: the record fields of a prompt_completion example.
+    packing_bins: first-fit packing bins of prompt_completion (0 = batch_size).
   """
 
   name: str = "code_corpus"
@@ -85,6 +99,10 @@ class DataConfig:
   shard_documents: bool = False
   read_threads: int = 4
   prefetch_buffer_size: int = 64
+  format: str = "lm"
+  prompt_key: str = "prompt"
+  target_key: str = "target"
+  packing_bins: int = 0
 
   def validate(self, process_count: int = 1) -> None:
     """Raises ValueError naming the field and the rule."""
@@ -103,6 +121,10 @@ class DataConfig:
       raise ValueError(f"num_epochs must be >= 1 or None (forever), got {self.num_epochs}")
     if self.worker_count < 0:
       raise ValueError(f"worker_count must be >= 0, got {self.worker_count}")
+    if self.format not in FORMATS:
+      raise ValueError(f"format must be one of {FORMATS}, got {self.format!r}")
+    if self.format == "prompt_completion" and self.seq_len < 4:
+      raise ValueError(f"seq_len must be >= 4 for prompt_completion, got {self.seq_len}")
 
 
 class TokenizeDocument(grain.transforms.Map):
@@ -124,6 +146,44 @@ class TokenizeDocument(grain.transforms.Map):
     tokens[:, 0] = ids
     tokens[:-1, 1] = ids[1:]
     tokens[:-1, 2] = 1
+    return {"tokens": tokens}
+
+
+def _text(record: Any, key: str) -> str:
+  if not isinstance(record, Mapping) or key not in record:
+    raise ValueError(f"a prompt_completion record must be a mapping with {key!r}; got "
+                     f"{type(record).__name__} with keys {list(record)[:8] if isinstance(record, Mapping) else '-'}")
+  text = record[key]
+  return text.decode("utf-8", errors="replace") if isinstance(text, bytes) else str(text)
+
+
+class TokenizeExample(grain.transforms.Map):
+  """{prompt, target} -> {'tokens': [n, 4] int32}: columns input, target, loss_mask,
+  target_index (see the module doc), n <= seq_len."""
+
+  def __init__(self, tokenizer: Any, seq_len: int, prompt_key: str = "prompt",
+               target_key: str = "target"):
+    self.eos_id = getattr(tokenizer, "eos_id", None)
+    if self.eos_id is None:
+      raise ValueError(f"The tokenizer {tokenizer!r} has no eos_id: examples end with EOS")
+    self.tokenizer, self.seq_len = tokenizer, seq_len
+    self.prompt_key, self.target_key = prompt_key, target_key
+
+  def map(self, record: Any) -> dict[str, np.ndarray]:
+    prompt = list(self.tokenizer.encode(_text(record, self.prompt_key)))
+    target = list(self.tokenizer.encode(_text(record, self.target_key))) + [self.eos_id]
+    if len(prompt) + len(target) > self.seq_len and len(prompt) > self.seq_len // 2:
+      prompt = prompt[-max(self.seq_len // 2, self.seq_len - len(target)):]
+    if not prompt:
+      raise ValueError("an example has an empty prompt: prompt_completion needs at least one "
+                       "prompt token to predict the first target token from")
+    ids = np.asarray(prompt + target, np.int32)[:self.seq_len]
+    n, start = len(ids), len(prompt)
+    tokens = np.zeros((n, 4), np.int32)
+    tokens[:, 0] = ids
+    tokens[:-1, 1] = ids[1:]
+    tokens[start - 1:n - 1, 2] = 1  # predict every target token and the EOS
+    tokens[:, 3] = np.arange(n) - start
     return {"tokens": tokens}
 
 
@@ -163,10 +223,13 @@ def _finalize(batch: Mapping[str, np.ndarray], *, rows: slice,
     extra = pad_to - len(tokens)
     tokens, segment_ids, positions = (np.concatenate([x, np.zeros((extra,) + x.shape[1:], x.dtype)])
                                       for x in (tokens, segment_ids, positions))
-  return {"inputs": tokens[rows, :, 0], "targets": tokens[rows, :, 1],
-          "segment_ids": segment_ids[rows].astype(np.int32),
-          "positions": positions[rows].astype(np.int32),
-          "loss_mask": tokens[rows, :, 2].astype(np.float32)}
+  out = {"inputs": tokens[rows, :, 0], "targets": tokens[rows, :, 1],
+         "segment_ids": segment_ids[rows].astype(np.int32),
+         "positions": positions[rows].astype(np.int32),
+         "loss_mask": tokens[rows, :, 2].astype(np.float32)}
+  if tokens.shape[-1] == 4:  # prompt_completion: padding gets target_index -1 (full depth)
+    out["target_index"] = np.where(out["segment_ids"] > 0, tokens[rows, :, 3], -1).astype(np.int32)
+  return out
 
 
 def load_source(config: DataConfig) -> Sequence[Any]:
@@ -220,12 +283,18 @@ def make_dataset(config: DataConfig, tokenizer: Any, *, source: Optional[Sequenc
   else:
     per_process = config.batch_size // process_count
     rows = slice(process_index * per_process, (process_index + 1) * per_process)
-  ds = ds.map(TokenizeDocument(tokenizer, config.text_key))
-  it_ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=config.read_threads,
-                                               prefetch_buffer_size=config.prefetch_buffer_size))
-  it_ds = grain.experimental.ConcatThenSplitIterDataset(
-      it_ds, length_struct={"tokens": config.seq_len})
-  it_ds = _RestorableIterDataset(it_ds)
+  read = grain.ReadOptions(num_threads=config.read_threads,
+                           prefetch_buffer_size=config.prefetch_buffer_size)
+  if config.format == "prompt_completion":
+    ds = ds.map(TokenizeExample(tokenizer, config.seq_len, config.prompt_key, config.target_key))
+    it_ds = grain.experimental.FirstFitPackIterDataset(
+        ds.to_iter_dataset(read), length_struct={"tokens": config.seq_len},
+        num_packing_bins=config.packing_bins or batch_size, shuffle_bins=False)
+  else:
+    ds = ds.map(TokenizeDocument(tokenizer, config.text_key))
+    it_ds = grain.experimental.ConcatThenSplitIterDataset(
+        ds.to_iter_dataset(read), length_struct={"tokens": config.seq_len})
+    it_ds = _RestorableIterDataset(it_ds)
   it_ds = it_ds.batch(batch_size, drop_remainder=config.drop_remainder)
   it_ds = it_ds.map(functools.partial(_finalize, rows=rows, pad_to=batch_size))
   if config.worker_count > 0:

@@ -89,6 +89,17 @@ def load(path: str | os.PathLike, *, add_bos: bool = False) -> Tokenizer:
   return SentencePieceTokenizer(path, add_bos=add_bos)
 
 
+def find(model_dir: str | os.PathLike) -> Optional[Tokenizer]:
+  """The tokenizer that goes with a model folder, or None: a training workdir's
+  `tokenizer/sp.model`, or a HF folder's `tokenizer.model` / `tokenizer.json`."""
+  model_dir = pathlib.Path(model_dir)
+  for candidate in (model_dir / "tokenizer" / "sp.model", model_dir / "tokenizer.model",
+                    model_dir / "tokenizer.json"):
+    if candidate.exists():
+      return load(candidate)
+  return None
+
+
 def train_sentencepiece(texts: Iterable[str], model_prefix: str | os.PathLike, *,
                         vocab_size: int = 8000, model_type: str = "bpe",
                         character_coverage: float = 1.0, max_sentence_length: int = 1 << 16,

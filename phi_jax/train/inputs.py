@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import shutil
 from typing import Any, Optional
 
 import jax
@@ -38,11 +39,25 @@ def _sync(name: str) -> None:
     multihost_utils.sync_global_devices(name)
 
 
-def make_tokenizer(data: ml_collections.ConfigDict, train_source, workdir: pathlib.Path):
-  """config.data.tokenizer: a path to load, or '' to train a SentencePiece BPE model of
+def make_tokenizer(data: ml_collections.ConfigDict, train_source, workdir: pathlib.Path,
+                   init_from: str = ""):
+  """config.data.tokenizer: a path to load, or '' to use the tokenizer of `init_from` (a training
+  workdir or a HF folder) if any, else to train a SentencePiece BPE model of
   `tokenizer_vocab_size` on up to `tokenizer_train_bytes` of training text (once per workdir)."""
   if data.get("tokenizer"):
     return tokenizers.load(data.tokenizer)
+  if init_from:
+    found = tokenizers.find(init_from)
+    if found is None:
+      raise ValueError(f"init_from={init_from!r} has no tokenizer (tokenizer/sp.model, "
+                       "tokenizer.model or tokenizer.json); set config.data.tokenizer")
+    if isinstance(found, tokenizers.SentencePieceTokenizer) and jax.process_index() == 0:
+      own = workdir / "tokenizer" / "sp.model"  # the run keeps its tokenizer, like a fresh one
+      if not own.exists():
+        own.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(found.path, f"{own}.tmp")
+        os.replace(f"{own}.tmp", own)
+    return found
   prefix = workdir / "tokenizer" / "sp"
   model = pathlib.Path(f"{prefix}.model")
   if not model.exists() and jax.process_index() == 0:
@@ -74,13 +89,14 @@ def make_inputs(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -
     builders.build(data.dataset, data_dir, **kwargs)
   _sync("dataset")
   builder = builders.build(data.dataset, data_dir, prepare=False, **kwargs)
-  tokenizer = make_tokenizer(data, builder.as_data_source("train"), workdir)
+  tokenizer = make_tokenizer(data, builder.as_data_source("train"), workdir,
+                             config.get("init_from", "") or "")
   seed = data.get("seed")
   data_config = pipeline.DataConfig(
       name=data.dataset, data_dir=data_dir, split="train", seq_len=data.seq_len,
       batch_size=data.batch_size, seed=config.seed if seed is None else seed,
       num_epochs=data.get("num_epochs"), builder_kwargs=kwargs,
-      worker_count=data.get("worker_count", 0))
+      worker_count=data.get("worker_count", 0), format=data.get("format", "lm"))
   train_iter = pipeline.make_iterator(data_config, tokenizer)
   eval_batches: list[dict[str, Any]] = []
   if config.get("eval_every"):

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from phi_jax.decoding import skipdecode
 from phi_jax.models import ModelConfig, presets
 from phi_jax.train import checkpoint as ckpt_lib
 from phi_jax.train import inputs, metrics as metrics_lib, optim, sharding
@@ -42,6 +43,37 @@ def model_config(config: ml_collections.ConfigDict, vocab_size: Optional[int] = 
       raise ValueError("config.model.vocab_size=-1 needs a tokenizer to take the size from")
     fields["vocab_size"] = vocab_size
   return presets.get(name, **fields)
+
+
+INIT_OVERRIDABLE = ("embd_dropout", "resid_dropout", "attn_dropout", "dtype", "param_dtype",
+                    "remat_policy", "scan_unroll")
+
+
+def load_init(init_from: str) -> tuple[ModelConfig, Any]:
+  """(ModelConfig, host params) to fine-tune from: a phi_jax training workdir (its newest
+  checkpoint) or a Hugging Face folder (config.json + safetensors)."""
+  path = pathlib.Path(init_from)
+  if (path / "model_config.json").exists() and (path / "checkpoints").is_dir():
+    cfg, params, _ = ckpt_lib.load_run(path)
+    return cfg, params
+  if (path / "config.json").exists():
+    from phi_jax.convert import hf
+    return hf.load(path)
+  raise ValueError(f"init_from={init_from!r} is neither a phi_jax training workdir "
+                   "(model_config.json + checkpoints/) nor a Hugging Face folder (config.json)")
+
+
+def init_model_config(config: ml_collections.ConfigDict, source: ModelConfig) -> ModelConfig:
+  """With config.init_from the architecture is the source's; config.model may only change the
+  training-time fields in INIT_OVERRIDABLE (its 'name' is ignored)."""
+  fields = {k: v for k, v in config.model.to_dict().items() if k not in ("name", "vocab_size")}
+  bad = sorted(k for k, v in fields.items()
+               if k not in INIT_OVERRIDABLE and getattr(source, k, None) != v)
+  if bad:
+    raise ValueError(f"config.model sets {bad}, which would change the architecture of "
+                     f"init_from={config.init_from!r}; with init_from only {INIT_OVERRIDABLE} "
+                     "may be set")
+  return source.replace(**fields)
 
 
 def write_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:
@@ -79,6 +111,21 @@ def _global_batch(batch: dict[str, np.ndarray], mesh: jax.sharding.Mesh) -> dict
   return {k: jax.make_array_from_process_local_data(sh, np.asarray(v)) for k, v in batch.items()}
 
 
+def _place_params(loaded: Any, fresh: Any, shardings: Any) -> Any:
+  """The loaded params, checked against the fresh ones' tree and shapes, in their shardings."""
+  loaded = jax.tree.map(np.asarray, loaded)
+  want = jax.tree_util.tree_structure(fresh)
+  if jax.tree_util.tree_structure(loaded) != want:
+    raise ValueError("init_from's parameters do not have the model's structure: "
+                     f"{jax.tree_util.tree_structure(loaded)} vs {want}")
+  for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(loaded), jax.tree.leaves(fresh)):
+    if a.shape != b.shape:
+      raise ValueError(f"init_from's {jax.tree_util.keystr(path)} has shape {a.shape}; the "
+                       f"model expects {b.shape}")
+  return jax.tree.map(lambda a, b, s: jax.device_put(a.astype(b.dtype), s), loaded, fresh,
+                      shardings)
+
+
 def evaluate(eval_step, params, batches, mesh) -> Optional[float]:
   """Mean token loss over the held-out batches (None without any)."""
   total, count = 0.0, 0.0
@@ -104,7 +151,14 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict
     raise ValueError(f"data.batch_size={batch_size} must be divisible by grad_accum={grad_accum} "
                      f"x data x fsdp mesh size ({mesh.shape['data'] * mesh.shape['fsdp']})")
   data = inputs.make_inputs(config, workdir)
-  cfg = model_config(config, data.tokenizer.vocab_size if data.tokenizer else None)
+  init_from = config.get("init_from", "") or ""
+  init_params = None
+  if init_from:
+    source_cfg, init_params = load_init(init_from)
+    cfg = init_model_config(config, source_cfg)
+  else:
+    cfg = model_config(config, data.tokenizer.vocab_size if data.tokenizer else None)
+  skip = skipdecode.from_config(config.get("skip"), cfg.num_layers)
   if data.tokenizer is not None and data.tokenizer.vocab_size > cfg.vocab_size:
     raise ValueError(f"the tokenizer has {data.tokenizer.vocab_size} tokens but the model's "
                      f"vocab_size is {cfg.vocab_size}; set config.model.vocab_size=-1 (the "
@@ -125,14 +179,19 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict
   else:
     start_step = 0
     state, _ = step_lib.create_sharded_state(cfg, tx, seq_len, mesh, rng)
+    if init_params is not None:  # fine-tune: the source's weights, a fresh optimizer state
+      state = state.replace(params=_place_params(init_params, state.params, shardings.params))
+      print(f"Initialised the weights from {init_from}", flush=True)
   n_params = sum(x.size for x in jax.tree.leaves(state.params))
   if is_main:
     print(f"Model {cfg.name}: {n_params:,} parameters; mesh {dict(mesh.shape)}; "
           f"{batch_size} x {seq_len} tokens per step; {config.total_steps} steps", flush=True)
 
+  if skip is not None and is_main:
+    print(f"Training with SkipDecode: {skip.describe()}", flush=True)
   train_step = step_lib.jit_train_step(
-      step_lib.make_train_step(cfg, tx, schedule, grad_accum), shardings, mesh)
-  eval_step = step_lib.make_eval_step(cfg, mesh, shardings.params)
+      step_lib.make_train_step(cfg, tx, schedule, grad_accum, skip=skip), shardings, mesh)
+  eval_step = step_lib.make_eval_step(cfg, mesh, shardings.params, skip=skip)
   writer = metrics_lib.MetricWriter(workdir, enabled=is_main)
   progress = metrics_lib.Progress(config.total_steps, start_step, enabled=is_main)
   flops_per_step = metrics_lib.train_flops_per_token(cfg, seq_len) * batch_size * seq_len

@@ -35,7 +35,13 @@ def cross_entropy(logits: jax.Array, targets: jax.Array, mask: jax.Array) -> tup
   return jnp.sum(losses * mask), jnp.sum(mask)
 
 
-def _forward_loss(model: Transformer, params, batch, rng: Optional[jax.Array], deterministic: bool):
+def _forward_loss(model: Transformer, params, batch, rng: Optional[jax.Array], deterministic: bool,
+                  skip: Optional[Any] = None):
+  if skip is not None:  # SkipDecode, teacher-forced: layers by position within the target
+    if "target_index" not in batch:
+      raise ValueError("training with a skip schedule needs prompt_completion batches "
+                       "(config.data.format='prompt_completion'), which carry target_index")
+    batch = {**batch, "layer_mask": skip.layer_mask(batch["target_index"])}
   logits = model.apply({"params": params}, batch["inputs"], positions=batch["positions"],
                        segment_ids=batch["segment_ids"], layer_mask=batch.get("layer_mask"),
                        deterministic=deterministic,
@@ -82,12 +88,17 @@ def abstract_state(cfg: ModelConfig, tx: optax.GradientTransformation, seq_len: 
 
 
 def make_train_step(cfg: ModelConfig, tx: optax.GradientTransformation,
-                    schedule: optax.Schedule, grad_accum: int = 1) -> Callable:
-  """(state, batch) -> (state, metrics). Not jitted here: see `jit_train_step`."""
+                    schedule: optax.Schedule, grad_accum: int = 1,
+                    skip: Optional[Any] = None) -> Callable:
+  """(state, batch) -> (state, metrics). Not jitted here: see `jit_train_step`.
+
+  skip: a `decoding.skipdecode.SkipSchedule` to train with (SkipDecode fine-tuning): each target
+  token's input runs only the layers its position in the target is scheduled for.
+  """
   model = Transformer(cfg)
   deterministic = not (cfg.embd_dropout or cfg.resid_dropout or cfg.attn_dropout)
   grad_fn = jax.value_and_grad(
-      lambda p, b, r: _forward_loss(model, p, b, r, deterministic), has_aux=True)
+      lambda p, b, r: _forward_loss(model, p, b, r, deterministic, skip), has_aux=True)
 
   def train_step(state: TrainState, batch: dict[str, jax.Array]):
     rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
@@ -134,12 +145,14 @@ def jit_train_step(train_step: Callable, state_shardings: Any, mesh: jax.shardin
   return step
 
 
-def make_eval_step(cfg: ModelConfig, mesh: jax.sharding.Mesh, param_shardings: Any) -> Callable:
-  """(params, batch) -> (sum of token losses, token count), jitted and sharded."""
+def make_eval_step(cfg: ModelConfig, mesh: jax.sharding.Mesh, param_shardings: Any,
+                   skip: Optional[Any] = None) -> Callable:
+  """(params, batch) -> (sum of token losses, token count), jitted and sharded (under the skip
+  schedule, if given, as in training)."""
   model = Transformer(cfg)
 
   def eval_step(params, batch):
-    _, (total, count) = _forward_loss(model, params, batch, None, True)
+    _, (total, count) = _forward_loss(model, params, batch, None, True, skip)
     return total, count
 
   jitted = jax.jit(eval_step, in_shardings=(param_shardings, sharding.batch_sharding(mesh)),

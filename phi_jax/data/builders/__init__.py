@@ -18,18 +18,20 @@ import tensorflow_datasets as tfds
 
 from phi_jax.data.builders.code_corpus import (CodeCorpus, FileCorpusBuilder, FileCorpusConfig,
                                                list_files, split_files)
+from phi_jax.data.builders.docstring_code import DocstringCode
 from phi_jax.data.builders.text_corpus import TextCorpus
 
 BUILDERS: dict[str, type[FileCorpusBuilder]] = {"code_corpus": CodeCorpus,
-                                                 "text_corpus": TextCorpus}
+                                                 "text_corpus": TextCorpus,
+                                                 "docstring_code": DocstringCode}
 
-__all__ = ["BUILDERS", "CodeCorpus", "FileCorpusBuilder", "FileCorpusConfig", "TextCorpus", "build",
+__all__ = ["BUILDERS", "CodeCorpus", "DocstringCode", "FileCorpusBuilder", "FileCorpusConfig", "TextCorpus", "build",
            "list_files", "split_files"]
 
 
 def build(name: str, data_dir: str | os.PathLike, *, prepare: bool = True,
           **kwargs: Any) -> tfds.core.DatasetBuilder:
-  """The builder `name` ('code_corpus' | 'text_corpus') for `kwargs`, prepared under `data_dir`.
+  """The builder `name` ('code_corpus' | 'text_corpus' | 'docstring_code') for `kwargs`, prepared under `data_dir`.
 
   kwargs go to `make_config`: source_dir, suffixes, exclude_dirs, max_files, validation_fraction,
   min_bytes, max_bytes. Files are written once (`data_dir/<name>/<folder>_<hash>/<version>/`).

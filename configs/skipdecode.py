@@ -1,0 +1,102 @@
+"""SkipDecode (Del Corro et al., arXiv 2307.02628): fine-tune a model with a position-wise layer
+schedule so that batched, KV-cached decoding can skip layers (../shared/SKIPDECODE.md).
+
+Variants (comma-separated, e.g. `:finetune,speedup=3,init_from=workdirs/sd_base`):
+
+    pretrain        a base language model on this machine's Python stdlib (code_corpus): a
+                    phi-3-style serial model, 8 layers x d_model 128, 2,048-token SentencePiece.
+    finetune        fine-tune `init_from` (a training workdir or a Hugging Face folder: weights,
+                    architecture and tokenizer come from it) on `docstring_code`: prompt =
+                    signature + docstring, target = body, held out by file; loss on targets only
+                    (data.format='prompt_completion'); with the schedule of `speedup`.
+    speedup=S       the nominal speedup of the schedule (1 = no skipping, the 1x baseline; 2, 3, 5
+                    as in the paper), chosen by SkipSchedule.for_speedup(L, S, warmup_layers=1,
+                    decay_len=64); 64 ~ the median target length in tokens of docstring_code's
+                    held-out split with the pretrain tokenizer (the paper sets decay_len to the
+                    task's median target length).
+    tiny            test scale (4 layers x 64, 512-token vocab, a few steps).
+
+    python -m phi_jax.main --config=configs/skipdecode.py:pretrain --workdir=workdirs/sd_base
+    python -m phi_jax.main --config=configs/skipdecode.py:finetune,speedup=2 \\
+        --config.init_from=workdirs/sd_base --workdir=workdirs/sd_ft_2x
+
+At full scale, point init_from at a released model (e.g. a phi-1.5 HF folder) and data.source_dir
+at the task's data; the experiment, its commands and results are in experiments/skipdecode/.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from phi_jax.config_args import parse_arg
+
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+  v = parse_arg(arg, {"pretrain": False, "finetune": False, "speedup": "1", "init_from": "",
+                      "tiny": False})
+  if v["pretrain"] == v["finetune"]:
+    raise ValueError(f"choose exactly one of 'pretrain' and 'finetune' in {arg!r}")
+  try:
+    speedup = float(v["speedup"])
+  except ValueError:
+    raise ValueError(f"speedup={v['speedup']!r} must be a number >= 1 (1 = no skipping)") from None
+  if speedup < 1:
+    raise ValueError(f"speedup={speedup} must be >= 1 (1 = no skipping)")
+  tiny = bool(v["tiny"])
+
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.total_steps = 1200 if v["pretrain"] else 400
+  c.log_every = 20
+  c.eval_every = 200
+  c.checkpoint_every = 200
+  c.keep_checkpoints = 1
+  c.grad_accum = 1
+  c.report = True
+  c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
+  c.init_from = v["init_from"]
+
+  if v["pretrain"]:
+    c.model = ml_collections.ConfigDict(dict(
+        name="tiny-serial", vocab_size=-1, d_model=128, num_layers=8, num_heads=4,
+        num_kv_heads=4, mlp_dim=384, max_seq_len=512, dtype="float32", param_dtype="float32"))
+  else:  # the architecture is init_from's; only training-time fields may be set here
+    c.model = ml_collections.ConfigDict(dict(name="init", dtype="float32",
+                                             param_dtype="float32"))
+
+  c.data = ml_collections.ConfigDict(dict(
+      dataset="code_corpus" if v["pretrain"] else "docstring_code", source_dir="", max_files=0,
+      validation_fraction=0.05, data_dir="", tokenizer="", tokenizer_vocab_size=2048,
+      tokenizer_train_bytes=4_000_000, seq_len=256, batch_size=16, num_epochs=None,
+      eval_batches=8, seed=None, worker_count=0,
+      format="lm" if v["pretrain"] else "prompt_completion"))
+  c.data.seed = ml_collections.FieldReference(None, field_type=int)
+  c.data.num_epochs = ml_collections.FieldReference(None, field_type=int)
+
+  c.optimizer = ml_collections.ConfigDict(dict(
+      learning_rate=3e-3 if v["pretrain"] else 1e-3, schedule="cosine",
+      warmup_steps=50 if v["pretrain"] else 20, decay_steps=0, end_lr_fraction=0.1, b1=0.9,
+      b2=0.95, eps=1e-8, weight_decay=0.1, grad_clip_norm=1.0))
+
+  c.skip = ml_collections.ConfigDict(dict(
+      enabled=v["finetune"] and speedup > 1, target_speedup=speedup, warmup_layers=1,
+      decay_len=64))
+
+  c.sample = ml_collections.ConfigDict(dict(
+      prompts=['def mean(values):\n    """Return the arithmetic mean of a list of numbers."""\n',
+               'def is_palindrome(text):\n    """Return True if text reads the same backwards."""\n'],
+      max_new_tokens=48, temperature=0.0))
+
+  if tiny:
+    c.total_steps = 8
+    c.log_every = 4
+    c.eval_every = 4
+    c.checkpoint_every = 4
+    c.optimizer.warmup_steps = 2
+    if v["pretrain"]:
+      c.model.update(d_model=64, num_layers=4, num_heads=2, num_kv_heads=2, mlp_dim=128)
+    c.data.update(max_files=30, tokenizer_vocab_size=512, seq_len=128, batch_size=8,
+                  eval_batches=2)
+    c.skip.decay_len = 16
+    c.sample.max_new_tokens = 8
+  return c
