@@ -1,0 +1,594 @@
+"""Sandboxed execution of untrusted Python programs (model completions plus their tests).
+
+    result = execute("assert 1 + 1 == 2", timeout_s=5)     # ExecResult(status='passed', ...)
+    results = execute_many(programs, workers=8)              # same order as `programs`
+    print(isolation())                                       # what this machine gives
+
+Every program runs in a fresh working directory, with closed stdin, a scrubbed environment, and
+limits on wall time, CPU time, address space, processes (threads count), file size and open files.
+How much more isolation it gets depends on what the machine allows; `isolation()` probes once and
+picks the strongest level that works (or the one named by `$PHI_JAX_SANDBOX` / `isolation=`):
+
+  namespaces  (root)   new network, PID, mount, IPC and UTS namespaces (`unshare`); the program
+                       runs as a per-run unprivileged uid; every mount is read-only and /tmp,
+                       /var/tmp, /dev/shm are private tmpfs; killing the namespace's init kills
+                       every descendant.
+  userns      (user)   the same namespaces inside an unprivileged user namespace, with every
+                       capability dropped; the program keeps the caller's uid outside.
+  uid         (root)   no namespaces: a per-run uid (so RLIMIT_NPROC is exact and `kill(-1)` as
+                       that uid reaps every descendant) plus the audit-hook guard (sandbox_guard.py).
+  rlimits     (user)   rlimits, a new session, descendants found by an environment token, and the
+                       audit-hook guard. Best effort: see README "Sandbox threat model".
+
+Per-run uids come from UID_BASE .. UID_BASE + UID_POOL - 1, leased with a lock file each, so
+concurrent evaluators (threads or processes) never share one.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import fcntl
+import functools
+import json
+import math
+import os
+import pathlib
+import secrets
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Optional, Sequence
+
+LEVELS = ("namespaces", "userns", "uid", "rlimits")
+UID_BASE = 1_900_000_000   # systemd leaves 1879048192..2147483647 unassigned
+UID_POOL = 4096
+NOBODY = 65534
+_HERE = pathlib.Path(__file__).resolve().parent
+_INIT = str(_HERE / "sandbox_init.py")
+_GUARD = str(_HERE / "sandbox_guard.py")
+_LOCK_DIR = "/tmp/.phi_jax_sandbox_uids"
+_TOKEN_VAR = "PHI_JAX_SANDBOX_RUN"
+_UNSHARE_FLAGS = ["--net", "--pid", "--mount", "--ipc", "--uts", "--fork", "--kill-child",
+                  "--mount-proc"]
+_DESCRIPTIONS = {
+    "namespaces": "network/PID/mount/IPC/UTS namespaces, per-run uid, read-only filesystem with "
+                  "private /tmp, rlimits",
+    "userns": "unprivileged user namespace with network/PID/mount/IPC/UTS namespaces, no "
+              "capabilities, read-only filesystem with private /tmp, rlimits (caller's uid)",
+    "uid": "per-run uid, rlimits, audit-hook guard (no network namespace: sockets blocked "
+           "in-process only)",
+    "rlimits": "rlimits, new session, audit-hook guard (caller's uid; best effort)",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ExecResult:
+  """The outcome of one program.
+
+  status: 'passed' (exit 0 within the limits, and the sentinel line printed if one was asked
+  for), 'failed' (ran and exited non-zero or was killed by a signal other than a time limit),
+  'timeout' (wall or CPU time limit) or 'error' (the sandbox could not run it).
+  returncode: the program's exit code, negative for a signal; None if it never ran to an end.
+  stdout/stderr: decoded, at most `output_bytes` each (head and tail kept, middle elided).
+  """
+  status: str
+  passed: bool
+  returncode: Optional[int]
+  stdout: str
+  stderr: str
+  reason: str
+  duration_s: float
+  cpu_s: Optional[float]
+  isolation: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Isolation:
+  level: str
+  description: str
+  fallback_reason: str = ""   # why stronger levels were not used
+
+  def __str__(self) -> str:
+    note = f" (fell back: {self.fallback_reason})" if self.fallback_reason else ""
+    return f"{self.level}: {self.description}{note}"
+
+
+class _Capture:
+  """Keeps the first and last `limit // 2` bytes of a stream and counts the rest."""
+
+  def __init__(self, limit: int):
+    self.half = max(limit // 2, 1)
+    self.head = bytearray()
+    self.tail = bytearray()
+    self.total = 0
+
+  def add(self, data: bytes) -> None:
+    self.total += len(data)
+    room = self.half - len(self.head)
+    if room > 0:
+      self.head += data[:room]
+      data = data[room:]
+    if data:
+      self.tail += data
+      del self.tail[:-self.half]
+
+  def text(self) -> str:
+    omitted = self.total - len(self.head) - len(self.tail)
+    middle = f"\n...[{omitted} bytes omitted]...\n".encode() if omitted else b""
+    return (bytes(self.head) + middle + bytes(self.tail)).decode("utf-8", errors="replace")
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-run uids and process reaping
+
+
+def _uid_pool_mapped() -> bool:
+  """Whether UID_BASE.. is a valid uid and gid range in this (possibly nested) user namespace."""
+  for name in ("uid_map", "gid_map"):
+    try:
+      ranges = [tuple(map(int, line.split())) for line in open(f"/proc/self/{name}")]
+    except OSError:
+      return False
+    if not any(lo <= UID_BASE and UID_BASE + UID_POOL <= lo + n for lo, _, n in ranges):
+      return False
+  return True
+
+
+def _lease_uid() -> tuple[int, Optional[int]]:
+  """(uid, lock fd): a per-run uid held with a lock file; (NOBODY, None) if the pool is unusable."""
+  if not _uid_pool_mapped():
+    return NOBODY, None
+  os.makedirs(_LOCK_DIR, mode=0o700, exist_ok=True)
+  st = os.lstat(_LOCK_DIR)
+  if not os.path.isdir(_LOCK_DIR) or os.path.islink(_LOCK_DIR) or st.st_uid != 0:
+    raise RuntimeError(f"{_LOCK_DIR} must be a directory owned by root; remove it and retry")
+  start = secrets.randbelow(UID_POOL)
+  for i in range(UID_POOL):
+    uid = UID_BASE + (start + i) % UID_POOL
+    fd = os.open(os.path.join(_LOCK_DIR, str(uid)), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      return uid, fd
+    except BlockingIOError:
+      os.close(fd)
+  raise RuntimeError(f"all {UID_POOL} sandbox uids are in use")
+
+
+def _procs() -> list[tuple[int, int]]:
+  """(pid, real uid) of every visible process that is not a zombie."""
+  out = []
+  for entry in os.listdir("/proc"):
+    if entry.isdigit():
+      try:
+        with open(f"/proc/{entry}/status") as f:
+          for line in f:
+            if line.startswith("State:") and line.split()[1] == "Z":
+              break
+            if line.startswith("Uid:"):
+              out.append((int(entry), int(line.split()[1])))
+              break
+      except (OSError, ValueError, IndexError):
+        pass
+  return out
+
+
+def _reap_uid(uid: int) -> None:
+  """Kills every process of `uid`: `kill(-1, SIGKILL)` run as that uid is one sweep that new
+  forks cannot outrun (the kernel walks the task list under a lock)."""
+  for _ in range(50):
+    if not any(u == uid for _, u in _procs()):
+      return
+    # `kill -9 -1` as that uid; it spares only itself.
+    subprocess.run([shutil.which("kill") or "/bin/kill", "-9", "--", "-1"], user=uid, group=uid, extra_groups=[], env={}, stdin=subprocess.DEVNULL,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+  raise RuntimeError(f"processes of sandbox uid {uid} survived 50 kill sweeps")
+
+
+def _reap_token(token: str) -> None:
+  """Kills the caller's processes whose initial environment holds this run's token."""
+  needle = f"{_TOKEN_VAR}={token}".encode()
+  me = os.getuid()
+  for _ in range(50):
+    found = False
+    for pid, uid in _procs():
+      if uid != me or pid == os.getpid():
+        continue
+      try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+          if needle in f.read().split(b"\0"):
+            found = True
+            os.kill(pid, signal.SIGKILL)
+      except OSError:
+        pass
+    if not found:
+      return
+    time.sleep(0.01)
+
+
+def _clean_shared_tmp(uid: int) -> None:
+  """Removes what a per-run uid left in the world-writable temp dirs (level 'uid')."""
+  for root in ("/tmp", "/var/tmp", "/dev/shm"):
+    try:
+      entries = list(os.scandir(root))
+    except OSError:
+      continue
+    for entry in entries:
+      try:
+        if entry.stat(follow_symlinks=False).st_uid != uid:
+          continue
+        if entry.is_dir(follow_symlinks=False):
+          shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+          os.unlink(entry.path)
+      except OSError:
+        pass
+
+
+def _private_ancestor(path: str) -> Optional[str]:
+  """The topmost proper ancestor of `path` that other uids cannot traverse (no o+x), if any."""
+  parts = pathlib.PurePosixPath(path).parts
+  for i in range(1, len(parts)):
+    d = str(pathlib.PurePosixPath(*parts[:i]))
+    if not os.stat(d).st_mode & 0o001:
+      return d
+  return None
+
+
+def _exposed(python: str) -> dict[str, list[str]]:
+  """{private ancestor: [paths]}: what the interpreter needs that a sandbox uid cannot reach."""
+  if os.path.realpath(python) == os.path.realpath(sys.executable):
+    wanted = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+  else:
+    wanted = {os.path.dirname(os.path.dirname(python))}
+  wanted = {os.path.realpath(p) for p in wanted}
+  wanted |= {os.path.dirname(os.path.realpath(python))}
+  # Drop paths inside other wanted paths.
+  wanted = {p for p in wanted if not any(q != p and p.startswith(q + os.sep) for q in wanted)}
+  groups: dict[str, list[str]] = {}
+  for p in sorted(wanted):
+    ancestor = _private_ancestor(p)
+    if ancestor is not None:
+      groups.setdefault(ancestor, []).append(p)
+  return groups
+
+
+def _children(pid: int) -> list[int]:
+  try:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+      return [int(p) for p in f.read().split()]
+  except OSError:
+    return []
+
+
+# ---------------------------------------------------------------------------------------------
+# One run
+
+
+@dataclasses.dataclass(frozen=True)
+class _Limits:
+  timeout_s: float
+  memory_mb: int
+  cpu_s: float
+  max_processes: int
+  file_mb: int
+  output_bytes: int
+
+
+def _rlimits(level: str, limits: _Limits) -> dict[str, tuple[int, int]]:
+  import resource
+  cpu = max(1, math.ceil(limits.cpu_s))
+  nproc = limits.max_processes
+  if level in ("rlimits", "userns") and os.geteuid() != 0:
+    # RLIMIT_NPROC counts every thread of the uid: leave room for the caller's own.
+    me = os.getuid()
+    nproc += sum(1 for _, u in _procs() if u == me) * 4
+  hard_nproc = resource.getrlimit(resource.RLIMIT_NPROC)[1]
+  if hard_nproc != resource.RLIM_INFINITY:
+    nproc = min(nproc, hard_nproc)
+  mem = limits.memory_mb << 20
+  files = limits.file_mb << 20
+  return {"CPU": (cpu, cpu + 1), "AS": (mem, mem), "FSIZE": (files, files),
+          "NPROC": (nproc, nproc), "NOFILE": (256, 256), "CORE": (0, 0)}
+
+
+def _program_env(workdir: str, token: Optional[str]) -> dict[str, str]:
+  env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir,
+         "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PYTHONHASHSEED": "0",
+         "PYTHONDONTWRITEBYTECODE": "1", "PYTHONIOENCODING": "utf-8",
+         "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+  if token:
+    env[_TOKEN_VAR] = token
+  return env
+
+
+def _error(reason: str, start: float, level: str) -> ExecResult:
+  return ExecResult("error", False, None, "", "", reason, time.monotonic() - start, None, level)
+
+
+def _run(program: str, level: str, limits: _Limits, sentinel: Optional[str],
+         python: str) -> ExecResult:
+  start = time.monotonic()
+  uid, lock_fd, host_workdir, token = None, None, None, None
+  try:
+    if level in ("namespaces", "uid"):
+      uid, lock_fd = _lease_uid()
+      if level == "uid" and lock_fd is None:
+        return _error(f"level 'uid' needs the uid range {UID_BASE}+{UID_POOL} to be mapped",
+                      start, level)
+      if level == "uid":
+        _reap_uid(uid)  # leftovers of an evaluator that crashed while holding this uid
+    if level in ("uid", "rlimits"):
+      host_workdir = tempfile.mkdtemp(prefix="phi_jax_sandbox_")
+      if uid is not None:
+        os.chown(host_workdir, uid, uid)
+      token = secrets.token_hex(16) if level == "rlimits" else None
+    workdir = host_workdir or "/tmp/sandbox"
+    argv = [python, "-s", "main.py"] if host_workdir is None else [python, "-s", _GUARD, "main.py"]
+    spec = {"level": level, "uid": uid, "gid": uid, "workdir": host_workdir,
+            "tmpfs_mb": limits.file_mb + 8, "rlimits": _rlimits(level, limits), "argv": argv,
+            "env": _program_env(workdir, token), "program": program,
+            "alarm_s": math.ceil(limits.timeout_s) + 2,
+            "expose": _exposed(python) if level == "namespaces" else {}}
+    return _launch(spec, level, limits, sentinel, start, uid, token)
+  except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+    return _error(f"sandbox failed: {type(e).__name__}: {e}", start, level)
+  finally:
+    if level == "uid" and uid is not None:
+      _clean_shared_tmp(uid)
+    if host_workdir:
+      shutil.rmtree(host_workdir, ignore_errors=True)
+    if lock_fd is not None:
+      os.close(lock_fd)
+
+
+def _launch(spec: dict, level: str, limits: _Limits, sentinel: Optional[str], start: float,
+            uid: Optional[int], token: Optional[str]) -> ExecResult:
+  status_r, status_w = os.pipe()
+  cmd = [sys.executable, "-I", "-S", _INIT, str(status_w)]
+  if level == "namespaces":
+    cmd = [shutil.which("unshare") or "unshare", *_UNSHARE_FLAGS, *cmd]
+  elif level == "userns":
+    cmd = [shutil.which("unshare") or "unshare", "--user", "--map-root-user", *_UNSHARE_FLAGS, *cmd]
+  try:
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, pass_fds=(status_w,), start_new_session=True,
+                            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+  except OSError as e:
+    os.close(status_r)
+    return _error(f"could not start the sandbox: {e}", start, level)
+  finally:
+    os.close(status_w)
+
+  def kill_all() -> None:
+    if level in ("namespaces", "userns"):
+      for child in _children(proc.pid):  # the namespace's init: killing it empties the namespace
+        try:
+          os.kill(child, signal.SIGKILL)
+        except OSError:
+          pass
+    try:
+      os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+      pass
+    if level == "uid":
+      _reap_uid(uid)
+    elif level == "rlimits":
+      _reap_token(token)
+
+  out, err, status = _Capture(limits.output_bytes), _Capture(limits.output_bytes), bytearray()
+  timed_out = False
+  try:
+    timed_out = _pump(proc, status_r, json.dumps(spec).encode(), out, err, status,
+                      start + limits.timeout_s, kill_all)
+  finally:
+    kill_all()
+    try:
+      proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+      pass
+    os.close(status_r)
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+      try:
+        stream.close()
+      except OSError:
+        pass
+  return _classify(status, out, err, timed_out, limits, sentinel, start, level, proc.returncode)
+
+
+def _pump(proc: subprocess.Popen, status_r: int, spec: bytes, out: _Capture, err: _Capture,
+          status: bytearray, deadline: float, kill_all) -> bool:
+  """Feeds the spec, reads stdout/stderr/status until all close. Returns whether it timed out.
+
+  When the launcher closes the status pipe (the program ended), leftover descendants are killed and
+  the output pipes get one more second to drain.
+  """
+  sel = selectors.DefaultSelector()
+  os.set_blocking(proc.stdin.fileno(), False)
+  sel.register(proc.stdin, selectors.EVENT_WRITE)
+  sel.register(proc.stdout, selectors.EVENT_READ, out)
+  sel.register(proc.stderr, selectors.EVENT_READ, err)
+  sel.register(status_r, selectors.EVENT_READ, status)
+  view, timed_out, finished = memoryview(spec), False, False
+  try:
+    while len(sel.get_map()) > 0:
+      remaining = deadline - time.monotonic()
+      if remaining <= 0:
+        if finished:
+          break
+        timed_out, finished = True, True
+        kill_all()
+        deadline = time.monotonic() + 1.0
+        continue
+      for key, _ in sel.select(remaining):
+        if key.fileobj is proc.stdin:
+          try:
+            view = view[os.write(proc.stdin.fileno(), view[:65536]):]
+          except (BrokenPipeError, BlockingIOError) as e:
+            view = view[:0] if isinstance(e, BrokenPipeError) else view
+          if not view:
+            sel.unregister(proc.stdin)
+            proc.stdin.close()
+          continue
+        data = os.read(key.fd, 65536)
+        if not data:
+          sel.unregister(key.fileobj)
+          if key.fileobj is status_r and not finished:
+            finished = True
+            kill_all()
+            deadline = min(deadline, time.monotonic() + 1.0)
+        elif key.data is status:
+          status += data[:1 << 16]
+        else:
+          key.data.add(data)
+  finally:
+    sel.close()
+  return timed_out
+
+
+def _classify(status: bytearray, out: _Capture, err: _Capture, timed_out: bool, limits: _Limits,
+              sentinel: Optional[str], start: float, level: str,
+              launcher_code: Optional[int]) -> ExecResult:
+  events = []
+  for line in bytes(status).decode(errors="replace").splitlines():
+    try:
+      events.append(json.loads(line))
+    except json.JSONDecodeError:
+      pass
+  setup = next((e for e in events if e.get("event") == "setup_error"), None)
+  exit_ = next((e for e in events if e.get("event") == "exit"), None)
+  code = exit_.get("code") if exit_ else None
+  cpu = exit_.get("cpu_s") if exit_ else None
+  stdout, stderr = out.text(), err.text()
+  if timed_out:
+    status_, reason = "timeout", f"wall time limit of {limits.timeout_s:g} s"
+  elif setup is not None:
+    status_, reason = "error", f"sandbox setup failed: {setup.get('message')}"
+  elif exit_ is None:
+    status_, reason = "error", f"sandbox ended without a result (launcher exit {launcher_code})"
+  elif code == -signal.SIGXCPU or (code == -signal.SIGKILL and cpu is not None
+                                   and cpu >= math.ceil(limits.cpu_s) - 0.05):
+    status_, reason = "timeout", f"CPU time limit of {math.ceil(limits.cpu_s)} s"
+  elif code == 0:
+    if sentinel is not None and sentinel not in stdout.splitlines():
+      status_, reason = "failed", "exited 0 without printing the sentinel (tests did not finish)"
+    else:
+      status_, reason = "passed", "exit 0"
+  elif code < 0:
+    status_, reason = "failed", f"killed by {signal.Signals(-code).name}"
+  else:
+    status_, reason = "failed", f"exit code {code}"
+  return ExecResult(status_, status_ == "passed", code, stdout, stderr, reason,
+                    time.monotonic() - start, cpu, level)
+
+
+# ---------------------------------------------------------------------------------------------
+# Levels
+
+
+def _candidates() -> list[str]:
+  return ["namespaces", "uid", "rlimits"] if os.geteuid() == 0 else ["userns", "rlimits"]
+
+
+def _available(level: str, python: str) -> str:
+  """'' if `level` can be tried here, else why not."""
+  if level in ("namespaces", "uid") and os.geteuid() != 0:
+    return f"level '{level}' needs root"
+  if level in ("namespaces", "userns") and shutil.which("unshare") is None:
+    return "util-linux `unshare` is not on PATH"
+  if level == "uid" and not _uid_pool_mapped():
+    return f"uids {UID_BASE}+{UID_POOL} are not mapped in this user namespace"
+  if level == "uid" and _exposed(python):
+    return (f"the interpreter {python} is under a directory other uids cannot enter "
+            f"({', '.join(_exposed(python))}); pass python= an interpreter outside it")
+  return ""
+
+
+@functools.lru_cache(maxsize=None)
+def _probe(level: str, python: str) -> str:
+  """'' if a trivial program passes at this level, else what went wrong."""
+  why = _available(level, python)
+  if why:
+    return why
+  limits = _Limits(30.0, 1024, 30.0, 16, 16, 4096)
+  result = _run("print('sandbox ok')", level, limits, "sandbox ok", python)
+  if result.passed:
+    return ""
+  return f"{result.reason}; stderr: {result.stderr.strip()[-300:]}"
+
+
+_probe_lock = threading.Lock()
+
+
+def isolation(level: str = "auto", *, python: Optional[str] = None) -> Isolation:
+  """The isolation level programs get: `level`, or for 'auto' `$PHI_JAX_SANDBOX` or the strongest
+  level that runs a trivial program here (probed once per process). Raises RuntimeError if a named
+  level does not work here, saying why."""
+  python = python or sys.executable
+  if level == "auto":
+    level = os.environ.get("PHI_JAX_SANDBOX", "auto")
+  if level != "auto" and level not in LEVELS:
+    raise ValueError(f"unknown sandbox level {level!r}; expected 'auto' or one of {LEVELS}")
+  with _probe_lock:
+    if level != "auto":
+      why = _probe(level, python)
+      if why:
+        raise RuntimeError(f"sandbox level '{level}' does not work here: {why}")
+      return Isolation(level, _DESCRIPTIONS[level])
+    reasons = []
+    for candidate in _candidates():
+      why = _probe(candidate, python)
+      if not why:
+        return Isolation(candidate, _DESCRIPTIONS[candidate], "; ".join(reasons))
+      reasons.append(f"{candidate}: {why}")
+  raise RuntimeError("no sandbox level works here: " + "; ".join(reasons))
+
+
+def execute(program: str, *, timeout_s: float = 10.0, memory_mb: int = 1024,
+            cpu_s: Optional[float] = None, max_processes: int = 16, file_mb: int = 16,
+            output_bytes: int = 1 << 16, sentinel: Optional[str] = None,
+            isolation_level: str = "auto", python: Optional[str] = None) -> ExecResult:
+  """Runs `program` (Python source) in the sandbox and reports how it ended.
+
+  timeout_s: wall-clock limit; cpu_s: CPU-time limit (default: timeout_s, rounded up).
+  memory_mb: address-space limit per process (so at most max_processes x memory_mb in all).
+  max_processes: processes + threads of the run. file_mb: largest file (and at the namespace
+  levels the private /tmp's size). output_bytes: kept per stream.
+  sentinel: if given, 'passed' also requires this exact line on stdout, which proves the program
+  reached its end (a harness prints it after its checks; see humaneval.py).
+  Never raises for anything the program does; sandbox failures come back as status 'error'.
+  """
+  if timeout_s <= 0 or memory_mb <= 0 or max_processes <= 0 or file_mb <= 0:
+    raise ValueError("timeout_s, memory_mb, max_processes and file_mb must be positive")
+  python = python or sys.executable
+  level = isolation(isolation_level, python=python).level
+  limits = _Limits(float(timeout_s), int(memory_mb), float(cpu_s or timeout_s), int(max_processes),
+                   int(file_mb), int(output_bytes))
+  return _run(program, level, limits, sentinel, python)
+
+
+def execute_many(programs: Sequence[str], *, workers: Optional[int] = None,
+                 sentinels: Optional[Sequence[Optional[str]]] = None, progress: bool = False,
+                 **kwargs) -> list[ExecResult]:
+  """`execute` over many programs on `workers` threads (default: CPU count), in input order.
+
+  sentinels: one per program (or None). kwargs go to `execute`.
+  """
+  if sentinels is not None and len(sentinels) != len(programs):
+    raise ValueError(f"{len(sentinels)} sentinels for {len(programs)} programs")
+  sentinels = sentinels if sentinels is not None else [None] * len(programs)
+  isolation(kwargs.get("isolation_level", "auto"), python=kwargs.get("python"))  # probe once
+  workers = max(1, workers or os.cpu_count() or 1)
+  with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+    futures = [pool.submit(execute, p, sentinel=s, **kwargs) for p, s in zip(programs, sentinels)]
+    if progress:
+      import tqdm
+      for _ in tqdm.tqdm(concurrent.futures.as_completed(futures), total=len(futures),
+                         desc="executing", unit="program"):
+        pass
+    return [f.result() for f in futures]
