@@ -19,14 +19,15 @@ import tensorflow_datasets as tfds
 from phi_jax.data.builders.code_corpus import (CodeCorpus, FileCorpusBuilder, FileCorpusConfig,
                                                list_files, split_files)
 from phi_jax.data.builders.docstring_code import DocstringCode
+from phi_jax.data.builders.synthetic import SyntheticExercises, SyntheticTextbooks
 from phi_jax.data.builders.text_corpus import TextCorpus
 
-BUILDERS: dict[str, type[FileCorpusBuilder]] = {"code_corpus": CodeCorpus,
-                                                 "text_corpus": TextCorpus,
-                                                 "docstring_code": DocstringCode}
+BUILDERS: dict[str, type[tfds.core.GeneratorBasedBuilder]] = {
+    "code_corpus": CodeCorpus, "text_corpus": TextCorpus, "docstring_code": DocstringCode,
+    "synthetic_textbooks": SyntheticTextbooks, "synthetic_exercises": SyntheticExercises}
 
 __all__ = ["BUILDERS", "CodeCorpus", "DocstringCode", "FileCorpusBuilder", "FileCorpusConfig", "TextCorpus", "build",
-           "list_files", "split_files"]
+           "list_files", "split_files", "SyntheticExercises", "SyntheticTextbooks"]
 
 
 def build(name: str, data_dir: str | os.PathLike, *, prepare: bool = True,
@@ -34,7 +35,8 @@ def build(name: str, data_dir: str | os.PathLike, *, prepare: bool = True,
   """The builder `name` ('code_corpus' | 'text_corpus' | 'docstring_code') for `kwargs`, prepared under `data_dir`.
 
   kwargs go to `make_config`: source_dir, suffixes, exclude_dirs, max_files, validation_fraction,
-  min_bytes, max_bytes. Files are written once (`data_dir/<name>/<folder>_<hash>/<version>/`).
+  min_bytes, max_bytes ('synthetic_textbooks' / 'synthetic_exercises': source_dir, the out_dir of
+  `phi_jax.data.synthetic`, and validation_fraction). Files are written once (`data_dir/<name>/<folder>_<hash>/<version>/`).
   """
   if name not in BUILDERS:
     raise ValueError(f"Unknown dataset {name!r}; known: {sorted(BUILDERS)}")
