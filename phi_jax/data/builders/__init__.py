@@ -19,14 +19,16 @@ import tensorflow_datasets as tfds
 from phi_jax.data.builders.code_corpus import (CodeCorpus, FileCorpusBuilder, FileCorpusConfig,
                                                list_files, split_files)
 from phi_jax.data.builders.docstring_code import DocstringCode
+from phi_jax.data.builders.filtered_corpus import FilteredCorpus
 from phi_jax.data.builders.synthetic import SyntheticExercises, SyntheticTextbooks
 from phi_jax.data.builders.text_corpus import TextCorpus
 
 BUILDERS: dict[str, type[tfds.core.GeneratorBasedBuilder]] = {
     "code_corpus": CodeCorpus, "text_corpus": TextCorpus, "docstring_code": DocstringCode,
-    "synthetic_textbooks": SyntheticTextbooks, "synthetic_exercises": SyntheticExercises}
+    "synthetic_textbooks": SyntheticTextbooks, "synthetic_exercises": SyntheticExercises,
+    "filtered_corpus": FilteredCorpus}
 
-__all__ = ["BUILDERS", "CodeCorpus", "DocstringCode", "FileCorpusBuilder", "FileCorpusConfig", "TextCorpus", "build",
+__all__ = ["BUILDERS", "CodeCorpus", "DocstringCode", "FilteredCorpus", "FileCorpusBuilder", "FileCorpusConfig", "TextCorpus", "build",
            "list_files", "split_files", "SyntheticExercises", "SyntheticTextbooks"]
 
 
@@ -36,7 +38,8 @@ def build(name: str, data_dir: str | os.PathLike, *, prepare: bool = True,
 
   kwargs go to `make_config`: source_dir, suffixes, exclude_dirs, max_files, validation_fraction,
   min_bytes, max_bytes ('synthetic_textbooks' / 'synthetic_exercises': source_dir, the out_dir of
-  `phi_jax.data.synthetic`, and validation_fraction). Files are written once (`data_dir/<name>/<folder>_<hash>/<version>/`).
+  `phi_jax.data.synthetic`, and validation_fraction; 'filtered_corpus': source_dir with records.jsonl,
+  validation_fraction, max_files). Files are written once (`data_dir/<name>/<folder>_<hash>/<version>/`).
   """
   if name not in BUILDERS:
     raise ValueError(f"Unknown dataset {name!r}; known: {sorted(BUILDERS)}")
