@@ -196,6 +196,7 @@ def test_partial_failure_keeps_the_successes(server, tmp_path):
   with pytest.raises(teachers.TeacherError, match="1 of 3 requests failed; prompt 1") as info:
     t.complete(["ok 0", "bad", "ok 2"], max_tokens=8, temperature=0.0)
   assert list(info.value.failures) == [1]
+  assert info.value.results == ["answer: ok 0", None, "answer: ok 2"]
   calls = server.state["calls"]
   assert t.complete(["ok 0", "ok 2"], max_tokens=8, temperature=0.0) == ["answer: ok 0",
                                                                           "answer: ok 2"]

@@ -332,11 +332,14 @@ def _ask(teacher: teacher_lib.Teacher, prompts: Sequence[SyntheticPrompt], *, ma
             "endpoint and re-run: answers already received are in the teacher's cache",
             failures) from e
       answers, errors = [], []
-      for i, p in enumerate(batch):  # The successes of this batch are cached: this is cheap.
+      for i, p in enumerate(batch):
         if i in failures:
           answers.append(None)
           errors.append(failures[i])
-        else:
+        elif e.results is not None and e.results[i] is not None:
+          answers.append(e.results[i])
+          errors.append("")
+        else:  # A teacher that does not return partial results: ask again (cached if it caches).
           answers.append(teacher.complete([p.prompt], max_tokens=max_tokens,
                                           temperature=temperature)[0])
           errors.append("")

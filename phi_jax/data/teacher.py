@@ -53,12 +53,15 @@ CACHE_FORMAT = 1  # Bump to invalidate every cache entry (changes the keys).
 class TeacherError(RuntimeError):
   """A request failed for good (after retries where retrying made sense).
 
-  `failures` maps the index of each failed prompt to its error message.
+  `failures` maps the index of each failed prompt to its error message; `results` (when the
+  batch was partly answered) holds the completions in prompt order, None where it failed.
   """
 
-  def __init__(self, message: str, failures: Optional[Mapping[int, str]] = None):
+  def __init__(self, message: str, failures: Optional[Mapping[int, str]] = None,
+               results: Optional[Sequence[Optional[str]]] = None):
     super().__init__(message)
     self.failures = dict(failures or {})
+    self.results = list(results) if results is not None else None
 
 
 class Teacher(Protocol):
@@ -365,7 +368,7 @@ class OpenAITeacher:
   def complete(self, prompts: Sequence[str], *, max_tokens: int, temperature: float,
                stop: Optional[Sequence[str]] = None) -> list[str]:
     """Completions in prompt order. Every request runs (and is cached) even when another fails;
-    then a TeacherError lists the failures."""
+    then a TeacherError lists the failures and carries the other results."""
     stop = _check_request(prompts, max_tokens, temperature, stop)
     bodies = [self._body(p, max_tokens, temperature, stop) for p in prompts]
     results: list[Optional[str]] = [None] * len(bodies)
@@ -380,7 +383,7 @@ class OpenAITeacher:
     if failures:
       first = min(failures)
       raise TeacherError(f"{len(failures)} of {len(prompts)} requests failed; prompt {first}: "
-                         f"{failures[first]}", failures)
+                         f"{failures[first]}", failures, results)
     return results  # type: ignore[return-value]
 
 
