@@ -9,7 +9,7 @@ from typing import Any, Optional
 import jax
 import ml_collections
 
-from phi_jax.decoding import generate
+from phi_jax.decoding import generate, skipdecode
 from phi_jax.models import ModelConfig
 from phi_jax.train import metrics as metrics_lib
 
@@ -47,9 +47,11 @@ def sample_completions(config: ml_collections.ConfigDict, cfg: ModelConfig, para
   prompts = list(sample.prompts)
   ids = [tokenizer.encode(p) for p in prompts]
   host_params = jax.device_get(params)
+  # a SkipDecode run samples with its schedule
   outs = generate(cfg, host_params, ids, max_new_tokens=sample.get("max_new_tokens", 64),
                   temperature=sample.get("temperature", 0.0), eos_id=tokenizer.eos_id,
-                  rng=jax.random.key(config.seed))
+                  rng=jax.random.key(config.seed),
+                  skip=skipdecode.from_config(config.get("skip"), cfg.num_layers))
   return [(p, tokenizer.decode(i + o)[len(tokenizer.decode(i)):]) for p, i, o in
           zip(prompts, ids, outs)]
 
