@@ -1,7 +1,7 @@
 """Decode speed of SkipDecode at 2x, 3x and 5x nominal vs the full model (phi_jax both sides).
 
 A random model whose layers dominate the cost: 16 serial (phi-3-style) layers, d_model 256,
-4 heads of 64, SwiGLU mlp 1024, vocab 512 (~13M parameters, the embedding and head ~0.26M).
+4 heads of 64, SwiGLU mlp 1024, vocab 512 (17.0M parameters; the embedding and head 0.26M).
 Prompts of 16..32 random tokens, exactly `new_tokens` greedy new tokens (no eos), fp32.
 Schedules: `SkipSchedule.for_speedup(16, target, warmup_layers=1, decay_len=new_tokens)`.
 
@@ -108,7 +108,8 @@ def main(args) -> dict:
   result = {"benchmark": "skipdecode_speed", "date": datetime.datetime.now().astimezone()
             .isoformat(timespec="seconds"),
             "device": f"{device.platform}: {getattr(device, 'device_kind', '')}",
-            "pinned_cpu": CPU, "python": platform.python_version(), "jax": jax.__version__,
+            "pinned_cpu": CPU, "loadavg_start": [round(x, 2) for x in os.getloadavg()],
+            "python": platform.python_version(), "jax": jax.__version__,
             "model": {"layers": cfg.num_layers, "d_model": cfg.d_model, "vocab": cfg.vocab_size,
                       "mlp": cfg.mlp_dim, "params": int(n_params)},
             "new_tokens": new, "reps": args.reps, "decode_layout": layout, "dtype": "float32"}
@@ -160,6 +161,7 @@ def main(args) -> dict:
                             "nominal": result[f"batch_{b}"][name]["nominal_speedup"]}
       for b in [int(x) for x in args.batch_sizes.split(",")] for name in schedules
       if name != "full"}
+  result["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
   return result
 
 
