@@ -148,7 +148,8 @@ def test_other_benchmarks_and_model_embeddings(problems, tmp_path):
   p = problems["HumanEval/12"]
   mbpp = tmp_path / "mbpp.jsonl"
   mbpp.write_text(json.dumps({"task_id": 7, "text": "Return the longest string of a list.",
-                              "code": p.code, "test_list": []}) + "\n")
+                              "code": p.code,
+                              "test_list": ["assert longest([]) is None"]}) + "\n")
   custom = tmp_path / "bench.jsonl.gz"
   with gzip.open(custom, "wt") as f:
     f.write(json.dumps({"name": "mine/1", "body": p.code}) + "\n")

@@ -131,12 +131,12 @@ def _humaneval_problems(path: Optional[str]) -> list[dict[str, Any]]:
 
 
 def _mbpp_problems(path: str) -> list[dict[str, Any]]:
+  """Every problem of every split: training on any MBPP problem leaks into its evaluation."""
   try:
     from phi_jax.evals import mbpp  # pylint: disable=g-import-not-at-top
-    loader = getattr(mbpp, "load_problems")
-  except (ImportError, AttributeError):
+  except ImportError:
     return _read_jsonl(path)
-  return loader(path)
+  return mbpp.load_problems(path, split="all")
 
 
 def load_benchmark(spec: str) -> list[BenchmarkItem]:
