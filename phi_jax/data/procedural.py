@@ -1134,17 +1134,11 @@ def verify(exercises: Sequence[Exercise], *, workers: Optional[int] = None,
   return run_programs([ex.program() for ex in exercises], workers=workers, timeout_s=timeout_s)
 
 
-def _pass_at_k(n: int, c: int, k: int) -> float:
-  """Unbiased pass@k (Chen et al. 2021): 1 - C(n - c, k) / C(n, k)."""
-  if n - c < k:
-    return 1.0
-  return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
-
-
 def evaluate_exercises(exercises: Sequence[Exercise], completions: Sequence[Any], *,
                        k: Sequence[int] = (1,), workers: Optional[int] = None,
                        timeout_s: float = 10.0) -> dict[str, Any]:
-  """Execution-based pass@k on procedural exercises (HumanEval protocol).
+  """Execution-based pass@k on procedural exercises (HumanEval protocol; the unbiased
+  estimator of `phi_jax.evals.passk`).
 
   Args:
     exercises: the problems.
@@ -1166,6 +1160,7 @@ def evaluate_exercises(exercises: Sequence[Exercise], completions: Sequence[Any]
   n_min = min(len(s) for s in samples)
   if any(kk < 1 or kk > n_min for kk in k):
     raise ValueError(f"k={tuple(k)} needs 1 <= k <= the fewest samples per problem ({n_min})")
+  from phi_jax.evals.passk import pass_at_k  # pylint: disable=g-import-not-at-top
   programs = [ex.program(c) for ex, cs in zip(exercises, samples) for c in cs]
   results = iter(run_programs(programs, workers=workers, timeout_s=timeout_s))
   problems = []
@@ -1175,7 +1170,7 @@ def evaluate_exercises(exercises: Sequence[Exercise], completions: Sequence[Any]
                      "status": [r.status for r in rs]})
   out: dict[str, Any] = {}
   for kk in k:
-    out[f"pass@{kk}"] = sum(_pass_at_k(len(p["passed"]), sum(p["passed"]), kk)
+    out[f"pass@{kk}"] = sum(pass_at_k(len(p["passed"]), sum(p["passed"]), kk)
                             for p in problems) / len(problems)
   per_family: dict[str, list[float]] = {}
   for p in problems:
