@@ -2,6 +2,7 @@
 hook, on tiny random models and a SentencePiece tokenizer trained here."""
 
 import fractions
+import functools
 import gzip
 import json
 import math
@@ -25,7 +26,7 @@ from phi_jax.models import Transformer
 REPO = pathlib.Path(__file__).resolve().parents[1]
 VOCAB = 320
 TEXT = ([f"def function_{i}(x, y):\n    return x * {i} + y  # item {i}\n" for i in range(120)]
-        + ["Question: is the sky blue? Answer: yes. The cat sat on the mat, and the dog ran.\n"] * 40)
+        + ["Question: is the sky blue? Answer: yes. The cat sat on the mat, the dog ran.\n"] * 40)
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +40,19 @@ def model():
   return tiny("tiny-parallel", vocab_size=VOCAB)
 
 
+@functools.lru_cache(maxsize=4)
+def _forward(cfg):
+  return jax.jit(lambda params, tokens: Transformer(cfg).apply({"params": params}, tokens))
+
+
 def direct_logprob(cfg, params, ids, start):
-  """sum_{t >= start} log p(ids[t] | ids[:t]) with one unpadded forward pass."""
-  logits = Transformer(cfg).apply({"params": params}, jnp.asarray([ids[:-1]]))
-  logp = np.asarray(jax.nn.log_softmax(logits[0], -1), np.float64)
+  """sum_{t >= start} log p(ids[t] | ids[:t]) from one forward pass over this sequence alone (no
+  packing, no segments). It is right-padded to max_seq_len so one compiled program serves every
+  length: causal attention keeps the padding out of the positions read."""
+  assert len(ids) - 1 <= cfg.max_seq_len
+  tokens = np.zeros((1, cfg.max_seq_len), np.int32)
+  tokens[0, :len(ids) - 1] = ids[:-1]
+  logp = np.asarray(jax.nn.log_softmax(_forward(cfg)(params, tokens)[0], -1), np.float64)
   return sum(logp[t - 1, ids[t]] for t in range(max(start, 1), len(ids)))
 
 
@@ -127,7 +137,7 @@ def test_generation_matches_generate_and_is_seeded(tok, model):
   cfg, params = model
   problems = humaneval.load_problems()[:3]
   samples = humaneval.generate_samples(cfg, params, tok, problems=problems, max_new_tokens=12,
-                                       batch_size=2)
+                                       batch_size=1)
   assert [s["task_id"] for s in samples] == [p["task_id"] for p in problems]
   for p, s in zip(problems, samples):  # greedy: the same tokens as one direct generate() call
     ids = tok.encode(p["prompt"])[-(cfg.max_seq_len - 12):]  # long prompts keep their end
@@ -183,9 +193,9 @@ def test_mbpp_load_prompt_and_splits(mbpp_file, tmp_path):
   assert mbpp.prompt(problems[0]) == ('"""\nWrite a function to add two numbers.\n'
                                       'assert add(1, 2) == 3\n"""\n')
   sanitized = tmp_path / "sanitized.json"  # a JSON list with `prompt` and `test_imports`
-  sanitized.write_text(json.dumps([{"task_id": 12, "prompt": MBPP_PROBLEMS[1]["text"],
-                                    "code": MBPP_PROBLEMS[1]["code"], "test_imports": ["import heapq"],
-                                    "test_list": MBPP_PROBLEMS[1]["test_list"]}]))
+  sanitized.write_text(json.dumps([{
+      "task_id": 12, "prompt": MBPP_PROBLEMS[1]["text"], "code": MBPP_PROBLEMS[1]["code"],
+      "test_imports": ["import heapq"], "test_list": MBPP_PROBLEMS[1]["test_list"]}]))
   loaded = mbpp.load_problems(sanitized)[0]
   assert loaded["text"] == MBPP_PROBLEMS[1]["text"] and loaded["test_setup_code"] == "import heapq"
 

@@ -20,7 +20,7 @@ import threading
 
 import pytest
 
-from phi_jax.evals import execution
+from phi_jax.evals import execution, sandbox_procs
 
 TIMEOUT = 2.5
 SECRET = "sk-test-" + secrets.token_hex(8)
@@ -242,7 +242,8 @@ def test_time_limits(hostile):
 def test_resource_limits(hostile):
   results, _ = hostile
   # Under CPU contention the gradual bomb may hit the wall limit before the memory limit.
-  assert "MemoryError" in results["memory_bomb"].stderr or results["memory_bomb"].status == "timeout"
+  bomb = results["memory_bomb"]
+  assert "MemoryError" in bomb.stderr or bomb.status == "timeout"
   assert "MemoryError" in results["huge_allocation"].stderr
   assert "File too large" in results["huge_file"].stderr or results["huge_file"].status == "failed"
 
@@ -306,18 +307,20 @@ def test_bad_arguments():
 _NONROOT_SCRIPT = r"""
 import json, os, sys, textwrap
 sys.path.insert(0, sys.argv[1])
-from phi_jax.evals import execution
+from phi_jax.evals import execution, sandbox_procs
 level, canary, marker = sys.argv[2], sys.argv[3], sys.argv[4]
 programs = {
     'files': f"open({canary!r}, 'w').write('pwned')",
     'fork_bomb': "import os\nwhile True:\n  os.fork()\n",
     'network': "import socket\nsocket.create_connection(('127.0.0.1', 9), timeout=1)",
-    'ctypes_escape': "import ctypes\nraise SystemExit(ctypes.CDLL(None).unlink(%r.encode()))" % canary,
+    'ctypes_escape': ("import ctypes\n"
+                      "raise SystemExit(ctypes.CDLL(None).unlink(%r.encode()))" % canary),
     'outlive': textwrap.dedent(f'''
         import os, sys
         if os.fork() == 0:
           os.setsid()
-          os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(60)', {marker!r}])
+          os.execv(sys.executable,
+                   [sys.executable, '-c', 'import time; time.sleep(60)', {marker!r}])
         import time
         time.sleep(0.5)
         raise SystemExit(1)
@@ -336,7 +339,7 @@ print(json.dumps({'level': iso.level, 'results': {k: [r.status, r.stdout, r.stde
 def _nobody_python():
   """An interpreter the uid `nobody` can run (not one under /root)."""
   for candidate in (sys.executable, "/usr/bin/python3", "/usr/local/bin/python3"):
-    if os.path.exists(candidate) and not execution._exposed(candidate):
+    if os.path.exists(candidate) and not sandbox_procs.exposed(candidate):
       return candidate
   return None
 

@@ -16,19 +16,18 @@ picks the strongest level that works (or the one named by `$PHI_JAX_SANDBOX` / `
   userns      (user)   the same namespaces inside an unprivileged user namespace, with every
                        capability dropped; the program keeps the caller's uid outside.
   uid         (root)   no namespaces: a per-run uid (so RLIMIT_NPROC is exact and `kill(-1)` as
-                       that uid reaps every descendant) plus the audit-hook guard (sandbox_guard.py).
+                       that uid reaps every descendant) plus the audit-hook guard (sandbox_guard).
   rlimits     (user)   rlimits, a new session, descendants found by an environment token, and the
                        audit-hook guard. Best effort: see README "Sandbox threat model".
 
-Per-run uids come from UID_BASE .. UID_BASE + UID_POOL - 1, leased with a lock file each, so
-concurrent evaluators (threads or processes) never share one.
+Per-run uids come from sandbox_procs.UID_BASE .. UID_BASE + UID_POOL - 1, leased with a lock
+file each, so concurrent evaluators (threads or processes) never share one.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import fcntl
 import functools
 import json
 import math
@@ -45,15 +44,12 @@ import threading
 import time
 from typing import Optional, Sequence
 
+from phi_jax.evals import sandbox_procs as procs
+
 LEVELS = ("namespaces", "userns", "uid", "rlimits")
-UID_BASE = 1_900_000_000   # systemd leaves 1879048192..2147483647 unassigned
-UID_POOL = 4096
-NOBODY = 65534
 _HERE = pathlib.Path(__file__).resolve().parent
 _INIT = str(_HERE / "sandbox_init.py")
 _GUARD = str(_HERE / "sandbox_guard.py")
-_LOCK_DIR = "/tmp/.phi_jax_sandbox_uids"
-_TOKEN_VAR = "PHI_JAX_SANDBOX_RUN"
 _UNSHARE_FLAGS = ["--net", "--pid", "--mount", "--ipc", "--uts", "--fork", "--kill-child",
                   "--mount-proc"]
 _DESCRIPTIONS = {
@@ -125,148 +121,6 @@ class _Capture:
 
 
 # ---------------------------------------------------------------------------------------------
-# Per-run uids and process reaping
-
-
-def _uid_pool_mapped() -> bool:
-  """Whether UID_BASE.. is a valid uid and gid range in this (possibly nested) user namespace."""
-  for name in ("uid_map", "gid_map"):
-    try:
-      ranges = [tuple(map(int, line.split())) for line in open(f"/proc/self/{name}")]
-    except OSError:
-      return False
-    if not any(lo <= UID_BASE and UID_BASE + UID_POOL <= lo + n for lo, _, n in ranges):
-      return False
-  return True
-
-
-def _lease_uid() -> tuple[int, Optional[int]]:
-  """(uid, lock fd): a per-run uid held with a lock file; (NOBODY, None) if the pool is unusable."""
-  if not _uid_pool_mapped():
-    return NOBODY, None
-  os.makedirs(_LOCK_DIR, mode=0o700, exist_ok=True)
-  st = os.lstat(_LOCK_DIR)
-  if not os.path.isdir(_LOCK_DIR) or os.path.islink(_LOCK_DIR) or st.st_uid != 0:
-    raise RuntimeError(f"{_LOCK_DIR} must be a directory owned by root; remove it and retry")
-  start = secrets.randbelow(UID_POOL)
-  for i in range(UID_POOL):
-    uid = UID_BASE + (start + i) % UID_POOL
-    fd = os.open(os.path.join(_LOCK_DIR, str(uid)), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-    try:
-      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-      return uid, fd
-    except BlockingIOError:
-      os.close(fd)
-  raise RuntimeError(f"all {UID_POOL} sandbox uids are in use")
-
-
-def _procs() -> list[tuple[int, int]]:
-  """(pid, real uid) of every visible process that is not a zombie."""
-  out = []
-  for entry in os.listdir("/proc"):
-    if entry.isdigit():
-      try:
-        with open(f"/proc/{entry}/status") as f:
-          for line in f:
-            if line.startswith("State:") and line.split()[1] == "Z":
-              break
-            if line.startswith("Uid:"):
-              out.append((int(entry), int(line.split()[1])))
-              break
-      except (OSError, ValueError, IndexError):
-        pass
-  return out
-
-
-def _reap_uid(uid: int) -> None:
-  """Kills every process of `uid`: `kill(-1, SIGKILL)` run as that uid is one sweep that new
-  forks cannot outrun (the kernel walks the task list under a lock)."""
-  for _ in range(50):
-    if not any(u == uid for _, u in _procs()):
-      return
-    # `kill -9 -1` as that uid; it spares only itself.
-    subprocess.run([shutil.which("kill") or "/bin/kill", "-9", "--", "-1"], user=uid, group=uid, extra_groups=[], env={}, stdin=subprocess.DEVNULL,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-  raise RuntimeError(f"processes of sandbox uid {uid} survived 50 kill sweeps")
-
-
-def _reap_token(token: str) -> None:
-  """Kills the caller's processes whose initial environment holds this run's token."""
-  needle = f"{_TOKEN_VAR}={token}".encode()
-  me = os.getuid()
-  for _ in range(50):
-    found = False
-    for pid, uid in _procs():
-      if uid != me or pid == os.getpid():
-        continue
-      try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-          if needle in f.read().split(b"\0"):
-            found = True
-            os.kill(pid, signal.SIGKILL)
-      except OSError:
-        pass
-    if not found:
-      return
-    time.sleep(0.01)
-
-
-def _clean_shared_tmp(uid: int) -> None:
-  """Removes what a per-run uid left in the world-writable temp dirs (level 'uid')."""
-  for root in ("/tmp", "/var/tmp", "/dev/shm"):
-    try:
-      entries = list(os.scandir(root))
-    except OSError:
-      continue
-    for entry in entries:
-      try:
-        if entry.stat(follow_symlinks=False).st_uid != uid:
-          continue
-        if entry.is_dir(follow_symlinks=False):
-          shutil.rmtree(entry.path, ignore_errors=True)
-        else:
-          os.unlink(entry.path)
-      except OSError:
-        pass
-
-
-def _private_ancestor(path: str) -> Optional[str]:
-  """The topmost proper ancestor of `path` that other uids cannot traverse (no o+x), if any."""
-  parts = pathlib.PurePosixPath(path).parts
-  for i in range(1, len(parts)):
-    d = str(pathlib.PurePosixPath(*parts[:i]))
-    if not os.stat(d).st_mode & 0o001:
-      return d
-  return None
-
-
-def _exposed(python: str) -> dict[str, list[str]]:
-  """{private ancestor: [paths]}: what the interpreter needs that a sandbox uid cannot reach."""
-  if os.path.realpath(python) == os.path.realpath(sys.executable):
-    wanted = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
-  else:
-    wanted = {os.path.dirname(os.path.dirname(python))}
-  wanted = {os.path.realpath(p) for p in wanted}
-  wanted |= {os.path.dirname(os.path.realpath(python))}
-  # Drop paths inside other wanted paths.
-  wanted = {p for p in wanted if not any(q != p and p.startswith(q + os.sep) for q in wanted)}
-  groups: dict[str, list[str]] = {}
-  for p in sorted(wanted):
-    ancestor = _private_ancestor(p)
-    if ancestor is not None:
-      groups.setdefault(ancestor, []).append(p)
-  return groups
-
-
-def _children(pid: int) -> list[int]:
-  try:
-    with open(f"/proc/{pid}/task/{pid}/children") as f:
-      return [int(p) for p in f.read().split()]
-  except OSError:
-    return []
-
-
-# ---------------------------------------------------------------------------------------------
 # One run
 
 
@@ -287,7 +141,7 @@ def _rlimits(level: str, limits: _Limits) -> dict[str, tuple[int, int]]:
   if level in ("rlimits", "userns") and os.geteuid() != 0:
     # RLIMIT_NPROC counts every thread of the uid: leave room for the caller's own.
     me = os.getuid()
-    nproc += sum(1 for _, u in _procs() if u == me) * 4
+    nproc += sum(1 for _, u in procs.procs() if u == me) * 4
   hard_nproc = resource.getrlimit(resource.RLIMIT_NPROC)[1]
   if hard_nproc != resource.RLIM_INFINITY:
     nproc = min(nproc, hard_nproc)
@@ -303,7 +157,7 @@ def _program_env(workdir: str, token: Optional[str]) -> dict[str, str]:
          "PYTHONDONTWRITEBYTECODE": "1", "PYTHONIOENCODING": "utf-8",
          "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
   if token:
-    env[_TOKEN_VAR] = token
+    env[procs.TOKEN_VAR] = token
   return env
 
 
@@ -317,12 +171,12 @@ def _run(program: str, level: str, limits: _Limits, sentinel: Optional[str],
   uid, lock_fd, host_workdir, token = None, None, None, None
   try:
     if level in ("namespaces", "uid"):
-      uid, lock_fd = _lease_uid()
+      uid, lock_fd = procs.lease_uid()
       if level == "uid" and lock_fd is None:
-        return _error(f"level 'uid' needs the uid range {UID_BASE}+{UID_POOL} to be mapped",
+        return _error(f"level 'uid' needs the uids {procs.UID_BASE}+{procs.UID_POOL} mapped",
                       start, level)
       if level == "uid":
-        _reap_uid(uid)  # leftovers of an evaluator that crashed while holding this uid
+        procs.reap_uid(uid)  # leftovers of an evaluator that crashed while holding this uid
     if level in ("uid", "rlimits"):
       host_workdir = tempfile.mkdtemp(prefix="phi_jax_sandbox_")
       if uid is not None:
@@ -334,13 +188,13 @@ def _run(program: str, level: str, limits: _Limits, sentinel: Optional[str],
             "tmpfs_mb": limits.file_mb + 8, "rlimits": _rlimits(level, limits), "argv": argv,
             "env": _program_env(workdir, token), "program": program,
             "alarm_s": math.ceil(limits.timeout_s) + 2,
-            "expose": _exposed(python) if level == "namespaces" else {}}
+            "expose": procs.exposed(python) if level == "namespaces" else {}}
     return _launch(spec, level, limits, sentinel, start, uid, token)
   except (OSError, RuntimeError, subprocess.SubprocessError) as e:
     return _error(f"sandbox failed: {type(e).__name__}: {e}", start, level)
   finally:
     if level == "uid" and uid is not None:
-      _clean_shared_tmp(uid)
+      procs.clean_shared_tmp(uid)
     if host_workdir:
       shutil.rmtree(host_workdir, ignore_errors=True)
     if lock_fd is not None:
@@ -367,7 +221,7 @@ def _launch(spec: dict, level: str, limits: _Limits, sentinel: Optional[str], st
 
   def kill_all() -> None:
     if level in ("namespaces", "userns"):
-      for child in _children(proc.pid):  # the namespace's init: killing it empties the namespace
+      for child in procs.children(proc.pid):  # the namespace's init: killing it empties it
         try:
           os.kill(child, signal.SIGKILL)
         except OSError:
@@ -377,9 +231,9 @@ def _launch(spec: dict, level: str, limits: _Limits, sentinel: Optional[str], st
     except OSError:
       pass
     if level == "uid":
-      _reap_uid(uid)
+      procs.reap_uid(uid)
     elif level == "rlimits":
-      _reap_token(token)
+      procs.reap_token(token)
 
   out, err, status = _Capture(limits.output_bytes), _Capture(limits.output_bytes), bytearray()
   timed_out = False
@@ -501,11 +355,11 @@ def _available(level: str, python: str) -> str:
     return f"level '{level}' needs root"
   if level in ("namespaces", "userns") and shutil.which("unshare") is None:
     return "util-linux `unshare` is not on PATH"
-  if level == "uid" and not _uid_pool_mapped():
-    return f"uids {UID_BASE}+{UID_POOL} are not mapped in this user namespace"
-  if level == "uid" and _exposed(python):
+  if level == "uid" and not procs.uid_pool_mapped():
+    return f"uids {procs.UID_BASE}+{procs.UID_POOL} are not mapped in this user namespace"
+  if level == "uid" and procs.exposed(python):
     return (f"the interpreter {python} is under a directory other uids cannot enter "
-            f"({', '.join(_exposed(python))}); pass python= an interpreter outside it")
+            f"({', '.join(procs.exposed(python))}); pass python= an interpreter outside it")
   return ""
 
 

@@ -11,21 +11,24 @@ highest score, `acc_norm` the highest score per character of the continuation st
 (lm-evaluation-harness' acc_norm). Files are local JSONL (or a JSON list; MMLU also as its
 original header-less CSV: question,A,B,C,D,answer). The generic format is
 
-    {"context": str, "choices": [str, ...], "label": int}     # "context" may be a list, one per choice
+    {"context": str, "choices": [str, ...], "label": int}   # "context": or a list, one per choice
 
 and the adapters below map each benchmark's published fields onto it with the usual prompts
 (those of lm-evaluation-harness, re-implemented here):
 
-  arc_easy / arc_challenge  question, choices{text,label}, answerKey   "Question: q\\nAnswer:" + " text"
+  arc_easy, arc_challenge   question, choices{text,label}, answerKey
+                            "Question: q\\nAnswer:" + " text"
   hellaswag                 ctx (or ctx_a, ctx_b), activity_label, endings, label
-                            "label: ctx" + " ending", with WikiHow's [title]/[header] markup removed
-  piqa                      goal, sol1, sol2, label                    "Question: goal\\nAnswer:" + " sol"
+                            "label: ctx" + " ending", WikiHow's [title]/[header] markup removed
+  piqa                      goal, sol1, sol2, label      "Question: goal\\nAnswer:" + " sol"
   winogrande                sentence, option1, option2, answer ('1'/'2'): partial scoring, the
                             context is the sentence up to '_' with the option filled in and the
                             SAME continuation (the rest of the sentence) is scored for each option
-  boolq                     passage, question, answer (bool)           "passage\\nQuestion: q?\\nAnswer:" + " no"/" yes"
-  siqa                      context, question, answerA..C, label ('1'..'3')  "Question: c q\\nAnswer:" + " answer"
-  openbookqa                question_stem, choices{text,label}, answerKey    "question_stem" + " text"
+  boolq                     passage, question, answer (bool)
+                            "passage\\nQuestion: q?\\nAnswer:" + " no" / " yes"
+  siqa                      context, question, answerA..C, label ('1'..'3')
+                            "Question: c q\\nAnswer:" + " answer"
+  openbookqa                question_stem, choices{text,label}, answerKey   "stem" + " text"
   mmlu                      question, choices, answer (int or letter), subject (optional)
                             "q\\nA. ..\\nB. ..\\nC. ..\\nD. ..\\nAnswer:" + " A".." D", with the
                             subject line "The following are multiple choice questions (with answers)
@@ -249,8 +252,8 @@ def evaluate(cfg, params, tokenizer, examples: Sequence[Example], *, num_fewshot
     s = scores[at:at + len(ex.choices)]
     at += len(ex.choices)
     chars = np.array([max(len(c), 1) for c in ex.choices], np.float64)
-    rows.append({"label": ex.label, "pred": int(np.argmax(s)), "pred_norm": int(np.argmax(s / chars)),
-                 "logprobs": [float(x) for x in s]})
+    rows.append({"label": ex.label, "pred": int(np.argmax(s)),
+                 "pred_norm": int(np.argmax(s / chars)), "logprobs": [float(x) for x in s]})
   return {"acc": float(np.mean([r["pred"] == r["label"] for r in rows])),
           "acc_norm": float(np.mean([r["pred_norm"] == r["label"] for r in rows])),
           "num_examples": len(rows), "num_fewshot": num_fewshot, "examples": rows}
@@ -260,7 +263,7 @@ def run(cfg, params, tokenizer, name: str, path: str | os.PathLike, *,
         limit: Optional[int] = None, num_fewshot: int = 0,
         fewshot_path: Optional[str | os.PathLike] = None, seed: int = 0,
         batch_size: int = 8) -> dict[str, Any]:
-  """Loads benchmark `name` from `path` (and the few-shot pool from `fewshot_path`) and scores it."""
+  """Loads benchmark `name` from `path` (the few-shot pool from `fewshot_path`) and scores it."""
   examples = load(name, path, limit)
   pool = load(name, fewshot_path) if fewshot_path else None
   return {"benchmark": name, **evaluate(cfg, params, tokenizer, examples, num_fewshot=num_fewshot,

@@ -1,7 +1,7 @@
 """Evaluations during training, every N steps.
 
-    evals = ml_collections.ConfigDict(dict(every=1000, tasks=['humaneval', 'mc:piqa:/data/piqa.jsonl'],
-                                           limit=50))
+    evals = ml_collections.ConfigDict(dict(
+        every=1000, tasks=['humaneval', 'mc:piqa:/data/piqa.jsonl'], limit=50))
     hook = make_periodic_eval(evals)
     metrics = hook(cfg, params, tokenizer, step)   # {} unless step % every == 0
     # -> {'eval/humaneval/pass@1': 0.12, 'eval/mc_piqa/acc': 0.61, ...}

@@ -10,9 +10,9 @@ namespace levels), with a JSON spec on stdin:
      "expose": {private_dir: [paths under it the program needs]},   # namespaces only
      "argv": [...], "env": {...}, "program": str}
 
-It writes JSON lines to STATUS_FD: {"event": "started", ...}, then {"event": "exit", "code", "signal",
-"cpu_s"} when the program ends, or {"event": "setup_error", "message"}. STATUS_FD is close-on-exec, so
-the program never sees it and cannot forge it.
+It writes JSON lines to STATUS_FD: {"event": "started", ...}, then {"event": "exit", "code",
+"cpu_s"} when the program ends, or {"event": "setup_error", "message"}. STATUS_FD is
+close-on-exec, so the program never sees it and cannot forge it.
 
 At the namespace levels this process is PID 1 of a new PID namespace: when it exits (the program
 ended) or is killed (`unshare --kill-child` forwards SIGKILL when the evaluator kills `unshare`),

@@ -21,8 +21,9 @@ import pathlib
 import re
 from typing import Any, Optional, Sequence
 
-HEADLINE = {"humaneval": ("pass@1", "pass@10", "pass@100"), "mbpp": ("pass@1", "pass@10", "pass@100"),
-            "mc": ("acc", "acc_norm"), "ppl": ("perplexity", "bits_per_byte")}
+_PASS_AT = ("pass@1", "pass@10", "pass@100")
+HEADLINE = {"humaneval": _PASS_AT, "mbpp": _PASS_AT, "mc": ("acc", "acc_norm"),
+            "ppl": ("perplexity", "bits_per_byte")}
 DETAIL_KEYS = ("problems", "examples")
 
 
