@@ -407,11 +407,19 @@ def test_cli_on_a_hf_folder(tok, model, mbpp_file, mc_file, tmp_path, capsys):
   hf.save(cfg, params, tmp_path / "model")
   (tmp_path / "model" / "tokenizer.model").write_bytes(pathlib.Path(tok.path).read_bytes())
   out = tmp_path / "out"
+  notes = tmp_path / "notes"
+  notes.mkdir()
+  for i in range(4):
+    (notes / f"n{i}.txt").write_text(f"note {i}: the cat sat on the mat.\n")
+  kwargs = json.dumps({"source_dir": str(notes), "validation_fraction": 0.5})
   _run_cli([f"--hf_dir={tmp_path / 'model'}", "--task=humaneval", f"--task=mbpp:{mbpp_file}",
-            f"--task=mc:generic:{mc_file}", "--limit=2", "--max_new_tokens=8", f"--out={out}"])
+            f"--task=mc:generic:{mc_file}", "--task=ppl:text_corpus", "--limit=2",
+            "--max_new_tokens=8", f"--out={out}", f"--data_dir={tmp_path / 'tfds'}",
+            f"--builder_kwargs={kwargs}", "--seq_len=64"])
   report = json.loads((out / "results.json").read_text())
   names = [r["task"] for r in report["results"]]
-  assert names == ["humaneval", "mbpp", "mc_generic"]
+  assert names == ["humaneval", "mbpp", "mc_generic", "ppl_text_corpus"]
+  assert report["results"][3]["bits_per_byte"] > 0 and "details" not in report["results"][3]
   assert report["meta"]["hf_dir"] == str(tmp_path / "model") and "sandbox" in report["meta"]
   assert report["results"][0]["num_problems"] == 2 and "pass@1" in report["results"][0]
   assert report["results"][2]["num_examples"] == 2 and "acc_norm" in report["results"][2]

@@ -12,7 +12,8 @@ limit (problems / examples / documents per task; None = all), and optionally any
 data_dir, seq_len, ...) and out_dir (per-step results.json / results.md / *.jsonl under
 out_dir/step_N). Greedy decoding by default, so successive evaluations are comparable.
 
-Runs on one process: params must be addressable here (single-process runs, or gather them first).
+In a multi-process run every process must call it (the parameters are gathered to every host
+first and each evaluates them); only process 0 writes files.
 """
 
 from __future__ import annotations
@@ -40,13 +41,17 @@ def make_periodic_eval(evals_config: Any) -> Callable[..., dict[str, float]]:
   def periodic_eval(cfg, params, tokenizer, step: int) -> dict[str, float]:
     if not every or not specs or step % every:
       return {}
+    import jax
+    if jax.process_count() > 1:  # global arrays -> full host copies on every process
+      from jax.experimental import multihost_utils
+      params = multihost_utils.process_allgather(params, tiled=True)
     metrics, results = {}, []
     for task in specs:
       result = tasks_lib.run(task, cfg, params, tokenizer, options)
       results.append(result)
       for name, value in tasks_lib.scalars(result).items():
         metrics[f"eval/{task.name}/{name}"] = value
-    if out_dir:
+    if out_dir and jax.process_index() == 0:
       tasks_lib.write_results(pathlib.Path(out_dir) / f"step_{step}", results, {"step": step})
     return metrics
 
