@@ -1,0 +1,186 @@
+"""Evaluates the six models of the phi-1 ablation (run.sh): 3 pretraining arms x before / after
+the exercise fine-tune.
+
+    python experiments/phi1/evaluate.py --root=workdirs/phi1_ablation \\
+        --tokenizer=workdirs/phi1_ablation/pretrain_unfiltered/tokenizer/sp.model --out=results.json
+
+Per model (ROOT/pretrain_<arm>, ROOT/finetune_<arm>; every one shares the tokenizer):
+
+  pass@1 test        greedy pass@1 on `n_eval` exercises of procedural's 'test' split: the 6
+                     HELDOUT_FAMILIES, task types no run trained on (the HumanEval stand-in).
+  pass@1 validation  the same on `n_eval` exercises of the 'validation' split: unseen
+                     parameterisations of the training families (an easier, in-distribution set).
+  exercise loss      teacher-forced loss (nats per token) of the reference body + EOS given the
+                     prompt (signature + docstring), on the same exercises: what the fine-tune
+                     optimises, measured on held-out exercises.
+  code loss          nats per token (and bits per byte) on every file of code_corpus's validation
+                     split (the stdlib files no arm trained on: the filter read only the train
+                     split), in rows of `seq_len` tokens: the common held-out set of the base models.
+
+Generation: `phi_jax.evals.codegen.complete` (greedy, `max_new_tokens`, HumanEval's stop
+sequences), then the completion is cut at the first non-empty line that is not indented (the end
+of the function body); `procedural.evaluate_exercises` runs prompt + completion + asserts in the
+sandbox. 95% Wilson intervals are given next to each pass@1. results.json is written atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import pathlib
+import platform
+import sys
+import time
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+
+from phi_jax.data import builders, procedural
+from phi_jax.data import tokenizer as tokenizers
+from phi_jax.evals import codegen, humaneval, perplexity, scoring
+from phi_jax.train import checkpoint
+
+ARMS = ("unfiltered", "filtered", "textbook")
+ARM_LABELS = {"unfiltered": "stdlib (unfiltered)", "filtered": "filtered stdlib",
+              "textbook": "filtered + procedural textbooks"}
+STAGES = ("pretrain", "finetune")
+STOP = tuple(humaneval.STOP_SEQUENCES) + ("\nassert",)
+
+
+def function_body(completion: str) -> str:
+  """The completion up to the first non-empty line that starts at column 0 (the body ends)."""
+  out = []
+  for line in completion.split("\n"):
+    if line.strip() and not line[0].isspace():
+      break
+    out.append(line)
+  return "\n".join(out).rstrip() + "\n"
+
+
+def wilson(passed: int, n: int, z: float = 1.96) -> tuple[float, float]:
+  """95% Wilson score interval of a binomial proportion."""
+  if n == 0:
+    return (0.0, 0.0)
+  p = passed / n
+  denom = 1 + z * z / n
+  centre = (p + z * z / (2 * n)) / denom
+  half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+  return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def exercise_loss(cfg, params, tokenizer, exercises: Sequence[procedural.Exercise]) -> float:
+  """Mean nats per token of body + EOS given the prompt (the fine-tune's loss)."""
+  seqs, starts = [], []
+  for ex in exercises:
+    prompt = tokenizer.encode(ex.prompt)
+    seqs.append(prompt + tokenizer.encode(ex.solution) + [tokenizer.eos_id])
+    starts.append(len(prompt))
+  sums, counts = scoring.sequence_logprobs(cfg, params, seqs, starts, batch_size=8)
+  return float(-sums.sum() / counts.sum())
+
+
+def pass_at_1(cfg, params, tokenizer, exercises: Sequence[procedural.Exercise], *,
+              max_new_tokens: int, batch_size: int) -> dict[str, Any]:
+  raw = codegen.complete(cfg, params, tokenizer, [ex.prompt for ex in exercises], stop=STOP,
+                         max_new_tokens=max_new_tokens, temperature=0.0, batch_size=batch_size)
+  bodies = [function_body(c[0]) for c in raw]
+  result = procedural.evaluate_exercises(exercises, bodies, k=(1,))
+  passed = sum(p["passed"][0] for p in result["problems"])
+  statuses: dict[str, int] = {}
+  for p in result["problems"]:
+    statuses[p["status"][0]] = statuses.get(p["status"][0], 0) + 1
+  return {"pass@1": result["pass@1"], "passed": passed, "n": len(exercises),
+          "ci95": wilson(passed, len(exercises)), "per_family": result["per_family"],
+          "statuses": statuses,
+          "samples": [{"id": ex.id, "prompt": ex.prompt, "completion": b, "passed": p["passed"][0]}
+                      for ex, b, p in list(zip(exercises, bodies, result["problems"]))[:3]]}
+
+
+def evaluate_model(workdir: pathlib.Path, tokenizer, sets: dict[str, list], code_texts: list[str],
+                   args: argparse.Namespace) -> dict[str, Any]:
+  start = time.time()
+  cfg, params, _ = checkpoint.load_run(workdir)
+  out: dict[str, Any] = {"workdir": str(workdir),
+                         "num_params": int(sum(x.size for x in jax.tree.leaves(params)))}
+  summary = workdir / "summary.json"
+  if summary.exists():
+    s = json.loads(summary.read_text())
+    out.update(steps=s.get("step"), final_train_loss=s.get("final_loss"),
+               run_eval_loss=s.get("eval_loss"))
+  code = perplexity.evaluate_texts(cfg, params, tokenizer, code_texts, seq_len=args.seq_len,
+                                   batch_size=16)
+  out["code_loss"] = code["loss"]
+  out["code_bits_per_byte"] = code["bits_per_byte"]
+  out["code_tokens"] = code["tokens"]
+  for split, exercises in sets.items():
+    out[f"exercise_loss_{split}"] = exercise_loss(cfg, params, tokenizer, exercises)
+    out[split] = pass_at_1(cfg, params, tokenizer, exercises, max_new_tokens=args.max_new_tokens,
+                           batch_size=args.batch_size)
+  out["eval_seconds"] = round(time.time() - start, 1)
+  return out
+
+
+def main(argv: list[str]) -> None:
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--root", type=pathlib.Path, required=True)
+  parser.add_argument("--tokenizer", required=True)
+  parser.add_argument("--out", type=pathlib.Path, required=True)
+  parser.add_argument("--n_eval", type=int, default=200)
+  parser.add_argument("--eval_seed", type=int, default=2024)
+  parser.add_argument("--max_new_tokens", type=int, default=128)
+  parser.add_argument("--batch_size", type=int, default=50)
+  parser.add_argument("--seq_len", type=int, default=256)
+  parser.add_argument("--code_validation_fraction", type=float, default=0.05)
+  args = parser.parse_args(argv)
+
+  tokenizer = tokenizers.load(args.tokenizer)
+  sets = {split: procedural.generate(args.n_eval, seed=args.eval_seed, split=split)
+          for split in ("test", "validation")}
+  source = builders.build("code_corpus", args.root / "tfds",
+                          validation_fraction=args.code_validation_fraction
+                          ).as_data_source("validation")
+  code_texts = [source[i]["text"].decode("utf-8") for i in range(len(source))]
+  models: dict[str, dict[str, Any]] = {}
+  for arm in ARMS:
+    for stage in STAGES:
+      workdir = args.root / f"{stage}_{arm}"
+      print(f"== {stage}_{arm}", flush=True)
+      result = evaluate_model(workdir, tokenizer, sets, code_texts, args)
+      models[f"{stage}_{arm}"] = dict(result, arm=arm, stage=stage, label=ARM_LABELS[arm])
+      print(json.dumps({k: v for k, v in result.items() if k not in ("test", "validation")}),
+            {s: round(result[s]["pass@1"], 4) for s in sets}, flush=True)
+  cpu = ""
+  try:
+    cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+               if line.startswith("model name"))
+  except (OSError, StopIteration):
+    pass
+  results = {
+      "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+      "machine": {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(),
+                  "python": platform.python_version(), "jax": jax.__version__,
+                  "device": str(jax.devices()[0])},
+      "settings": {k: (str(v) if isinstance(v, pathlib.Path) else v)
+                   for k, v in vars(args).items()},
+      "eval_sets": {s: {"n": len(v), "families": sorted({e.family for e in v})}
+                    for s, v in sets.items()},
+      "code_validation_files": len(code_texts),
+      "models": models,
+  }
+  mix = args.root / "data" / "code_textbook" / "mix.json"
+  if mix.exists():
+    results["mixture"] = json.loads(mix.read_text())
+  args.out.parent.mkdir(parents=True, exist_ok=True)
+  tmp = args.out.with_name(f".{args.out.name}.tmp-{os.getpid()}")
+  tmp.write_text(json.dumps(results, indent=2) + "\n")
+  os.replace(tmp, args.out)
+  print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+  main(sys.argv[1:])
