@@ -118,6 +118,11 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
       warmup_steps=50 if finetune else 750, decay_steps=0, end_lr_fraction=0.0,
       b1=0.9, b2=0.98, eps=1e-7, weight_decay=0.01 if finetune else 0.1, grad_clip_norm=1.0))
 
+  # HumanEval pass@1 (greedy) on the 164 problems at every checkpoint, as the paper reports it.
+  c.evals = ml_collections.ConfigDict(dict(every=c.checkpoint_every, tasks=["humaneval"],
+                                           limit=None))
+  c.evals.limit = ml_collections.FieldReference(None, field_type=int)
+
   c.sample = ml_collections.ConfigDict(dict(
       prompts=["def fibonacci(n):\n", "def is_prime(n):\n    \"\"\"Return True if n is prime.\"\"\"\n",
                "import os\n\n\ndef list_python_files(path):\n"],
@@ -139,6 +144,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
                   tokenizer_vocab_size=1024, tokenizer_train_bytes=2_000_000, seq_len=128,
                   batch_size=16, eval_batches=4)
     c.sample.max_new_tokens = 24
+    c.evals.update(every=80, limit=16, max_new_tokens=128)  # HumanEval's first 16 at the end
   return c
 
 

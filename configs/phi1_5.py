@@ -78,6 +78,11 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
       learning_rate=2e-4, schedule="constant", warmup_steps=0, decay_steps=0, end_lr_fraction=1.0,
       b1=0.9, b2=0.98, eps=1e-7, weight_decay=0.1, grad_clip_norm=1.0))
 
+  # Task evaluations during training (phi_jax.evals.periodic): e.g. every=100,
+  # tasks=["humaneval", "mc:piqa:/data/piqa.jsonl"], limit=20. every=0: off.
+  c.evals = ml_collections.ConfigDict(dict(every=0, tasks=[], limit=None))
+  c.evals.limit = ml_collections.FieldReference(None, field_type=int)
+
   c.sample = ml_collections.ConfigDict(dict(
       prompts=["Alice was so tired when she got back home so she went",
                "def print_prime(n):\n   \"\"\"\n   Print all primes between 1 and n\n   \"\"\"\n"],

@@ -101,6 +101,11 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
       learning_rate=3e-4, schedule="cosine", warmup_steps=2_000, decay_steps=0,
       end_lr_fraction=0.1, b1=0.9, b2=0.95, eps=1e-5, weight_decay=0.1, grad_clip_norm=1.0))
 
+  # Task evaluations during training (phi_jax.evals.periodic): e.g. every=100,
+  # tasks=["humaneval", "mc:piqa:/data/piqa.jsonl"], limit=20. every=0: off.
+  c.evals = ml_collections.ConfigDict(dict(every=0, tasks=[], limit=None))
+  c.evals.limit = ml_collections.FieldReference(None, field_type=int)
+
   c.sample = ml_collections.ConfigDict(dict(
       prompts=["The capital of France is", "def binary_search(items, target):\n"],
       max_new_tokens=128, temperature=0.0))

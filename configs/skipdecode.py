@@ -82,6 +82,11 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
       enabled=v["finetune"] and speedup > 1, target_speedup=speedup, warmup_layers=1,
       decay_len=64))
 
+  # Task evaluations during training (phi_jax.evals.periodic): e.g. every=100,
+  # tasks=["humaneval", "mc:piqa:/data/piqa.jsonl"], limit=20. every=0: off.
+  c.evals = ml_collections.ConfigDict(dict(every=0, tasks=[], limit=None))
+  c.evals.limit = ml_collections.FieldReference(None, field_type=int)
+
   c.sample = ml_collections.ConfigDict(dict(
       prompts=['def mean(values):\n    """Return the arithmetic mean of a list of numbers."""\n',
                'def is_palindrome(text):\n    """Return True if text reads the same backwards."""\n'],

@@ -219,3 +219,21 @@ def test_two_process_distributed_run_matches_single_process(shared, tmp_path):
   assert multi.keys() == ref.keys()
   for step in ref:
     assert multi[step] == pytest.approx(ref[step], rel=1e-5)
+
+
+def test_task_evals_run_during_training(shared, tmp_path):
+  """config.evals: HumanEval (2 problems) every 2 steps lands in metrics.jsonl."""
+  from phi_jax.sweep import load_config
+  from phi_jax.train import loop
+  data_dir, tok = shared
+  config = load_config(f"{REPO}/configs/quickstart.py:smoke")
+  with config.unlocked():
+    config.total_steps, config.eval_every, config.report = 4, 0, False
+    config.data.update(data_dir=str(data_dir), tokenizer=str(tok), max_files=12)
+    config.evals.update(every=2, tasks=["humaneval"], limit=2, max_new_tokens=8)
+  loop.train(config, tmp_path / "evals")
+  records = [json.loads(line) for line in (tmp_path / "evals" / "metrics.jsonl").read_text()
+             .splitlines()]
+  evals = {r["step"]: r for r in records if "eval/humaneval/pass@1" in r}
+  assert sorted(evals) == [2, 4]
+  assert all(0.0 <= r["eval/humaneval/pass@1"] <= 1.0 for r in evals.values())

@@ -192,6 +192,11 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict
   train_step = step_lib.jit_train_step(
       step_lib.make_train_step(cfg, tx, schedule, grad_accum, skip=skip), shardings, mesh)
   eval_step = step_lib.make_eval_step(cfg, mesh, shardings.params, skip=skip)
+  # Task evaluations (HumanEval, MBPP, multiple choice, perplexity) every config.evals.every steps.
+  periodic_eval = None
+  if config.get("evals") and config.evals.get("every") and config.evals.get("tasks"):
+    from phi_jax.evals import periodic
+    periodic_eval = periodic.make_periodic_eval(config.evals)
   writer = metrics_lib.MetricWriter(workdir, enabled=is_main)
   progress = metrics_lib.Progress(config.total_steps, start_step, enabled=is_main)
   flops_per_step = metrics_lib.train_flops_per_token(cfg, seq_len) * batch_size * seq_len
@@ -237,6 +242,11 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict
         if eval_loss is not None:
           last_metrics["eval_loss"] = eval_loss
           writer.write(step, {"eval_loss": eval_loss})
+      if periodic_eval is not None:  # every process calls it; {} except every evals.every steps
+        task_metrics = periodic_eval(cfg, state.params, data.tokenizer, step)
+        if task_metrics:
+          writer.write(step, task_metrics)
+          last_metrics.update(task_metrics)
       if log_now:
         writer.write(step, {k: v for k, v in last_metrics.items() if k != "eval_loss"})
         progress.update(step, last_metrics)
