@@ -6,6 +6,10 @@
 
 The tokenizer is `tokenizer.model` (SentencePiece) or `tokenizer.json` (HF) from --tokenizer, or
 else from --hf_dir. Several --prompt flags decode as one batch.
+
+SkipDecode: --skip=MAX,MIN,WARMUP,DECAY_LEN (a SkipSchedule's layers), or --skip_speedup=S with
+--skip_warmup and --skip_decay_len (SkipSchedule.for_speedup). Best with a model fine-tuned with
+the same schedule (configs/skipdecode.py); --stats prints the layers run per token.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import jax
 from phi_jax.convert import checkpoint_io, hf
 from phi_jax.data import tokenizer as tokenizers
 from phi_jax.decoding import generate
+from phi_jax.decoding.skipdecode import SkipSchedule
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
@@ -37,9 +42,31 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--add_bos", action="store_true", help="prepend BOS (SentencePiece only)")
   parser.add_argument("--no_eos", action="store_true", help="do not stop at the EOS token")
+  parser.add_argument("--skip", default=None, help="SkipDecode: MAX,MIN,WARMUP,DECAY_LEN layers")
+  parser.add_argument("--skip_speedup", type=float, default=None,
+                      help="SkipDecode: the schedule with this nominal speedup")
+  parser.add_argument("--skip_warmup", type=int, default=1)
+  parser.add_argument("--skip_decay_len", type=int, default=None,
+                      help="default: --max_new_tokens")
+  parser.add_argument("--stats", action="store_true", help="print the layers run per token")
   parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
                       help="compute dtype")
   return parser.parse_args(argv)
+
+
+def _schedule(args: argparse.Namespace, num_layers: int) -> Optional[SkipSchedule]:
+  if args.skip and args.skip_speedup:
+    raise ValueError("give --skip or --skip_speedup, not both")
+  decay_len = args.skip_decay_len or args.max_new_tokens
+  if args.skip_speedup:
+    return SkipSchedule.for_speedup(num_layers, args.skip_speedup, args.skip_warmup, decay_len)
+  if args.skip:
+    parts = args.skip.split(",")
+    if len(parts) != 4 or not all(p.strip().isdigit() for p in parts):
+      raise ValueError(f"--skip={args.skip!r}: expected four integers MAX,MIN,WARMUP,DECAY_LEN")
+    mx, mn, w, d = (int(p) for p in parts)
+    return SkipSchedule(num_layers, mx, mn, w, d)
+  return None
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -58,17 +85,27 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"error: {e}", file=sys.stderr)
     return 2
   cfg = cfg.replace(dtype=args.dtype)
+  try:
+    skip = _schedule(args, cfg.num_layers)
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
   eos = None if args.no_eos else (tok.eos_id if tok.eos_id is not None else cfg.eos_id)
   prompts = [tok.encode(p) for p in args.prompt]
   start = time.perf_counter()
   try:
     outs = generate(cfg, params, prompts, max_new_tokens=args.max_new_tokens,
                     temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                    eos_id=eos, rng=jax.random.key(args.seed))
+                    eos_id=eos, rng=jax.random.key(args.seed), skip=skip,
+                    return_stats=args.stats)
   except ValueError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
   seconds = time.perf_counter() - start
+  if args.stats:
+    outs, stats = outs
+    print(f"[layers per token: {stats['layers_per_token']}; mean {stats['mean_layers']:.2f} of "
+          f"{cfg.num_layers}]", file=sys.stderr)
   for ids, out in zip(prompts, outs):
     print(tok.decode(ids + out))
     print("-" * 40)

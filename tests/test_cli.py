@@ -66,6 +66,13 @@ def test_generate_cli_with_sentencepiece(sp_model, tmp_path, capsys):
                             "--max_new_tokens", "8"]) == 0
   out = capsys.readouterr().out
   assert out.count("-" * 40) == 2 and out.startswith(prompt)
+  # SkipDecode from the command line (tiny-serial has 2 layers: 2 -> 2 with 1 warm-up layer
+  # runs both; the stats line shows it), and a bad schedule is an error, not a traceback.
+  assert generate_cli.main(["--hf_dir", str(folder), "--prompt", prompt, "--max_new_tokens", "4",
+                            "--no_eos", "--skip", "2,2,1,4", "--stats"]) == 0
+  assert "layers per token: [2, 2, 2, 2]" in capsys.readouterr().err
+  assert generate_cli.main(["--hf_dir", str(folder), "--prompt", prompt, "--skip", "1,2,0,4"]) == 2
+  assert "not monotone" in capsys.readouterr().err
 
 
 def test_generate_cli_subprocess_from_checkpoint(hf_json, tmp_path):
