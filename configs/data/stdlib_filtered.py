@@ -25,13 +25,19 @@ teacher the phi-1 question: `--config.quality.labels=teacher --config.teacher.ki
 $OPENAI_API_KEY).
 
 Variants: `:tiny` (40 small stdlib files, a random tiny model and a 512-token SentencePiece trained
-on the documents; for tests, ~30 s on 2 CPU cores). Fields are overridden on the command line
+on the documents; for tests, ~20 s on 2 CPU cores). Fields are overridden on the command line
 (--config.quality.keep_fraction=0.3, --config.quality.model.path=..., --config.tokenizer=...).
 
-Expected: every stage's counts in WORKDIR/summary.md; dedup removes the few near-identical stdlib
-modules, the classifier's held-out accuracy / ROC AUC (WORKDIR/quality/metrics.json) is what the
-stand-in labels allow (they are a function of the text, so well above chance), decontamination
-flags nothing in the stdlib, and the dataset keeps keep_fraction of the deduplicated documents.
+Measured here (CPython 3.11 stdlib, quickstart run as the embedder, stand-in labels on a 300-file
+sample; 4 min on a busy 2-core CPU machine):
+
+    | stage    | documents | whitespace tokens | bytes      |
+    | source   | 731       | 1,287,146         | 12,118,641 |
+    | dedup    | 685       | 1,221,853         | 11,654,088 |   46 removed: codec tables
+    | quality  | 343       | 827,261           | 7,907,744  |   (encodings/cp*.py), sre_* shims
+    | decontam | 343       | 827,261           | 7,907,744  |   nothing flagged
+    quality: held-out accuracy 0.73 (majority baseline 0.60), ROC AUC 0.86 on 60 labelled files.
+Expected at phi-1's scale: ~35B -> ~6B tokens with GPT-4 labels (not reproducible offline).
 """
 
 import ml_collections
@@ -55,7 +61,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
 
   c.quality = ml_collections.ConfigDict(dict(
       labels="heuristic",  # 'heuristic' (STAND-IN) | 'teacher' | 'jsonl:PATH'
-      num_labels=0,  # documents labelled (a seeded sample; 0 = all), as phi-1's ~100k
+      # documents labelled: a seeded sample, as phi-1 labelled ~100k files and classified the
+      # rest; 0 = all (then the forest's scores on them are in-sample)
+      num_labels=300,
       heuristic_threshold=0.7, teacher_batch_size=32,
       classifier="",  # a saved classifier to apply instead of training one
       tokenizer="",  # '' = the run's tokenizer (kind 'run'); trained on the documents for 'random'
@@ -80,7 +88,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   if arg == "tiny":
     c.progress = False
     c.source.update(max_files=40, max_bytes=60_000)
-    c.quality.update(tokenizer_vocab_size=512, tokenizer_train_bytes=1_000_000, max_len=128,
+    c.quality.update(num_labels=0, tokenizer_vocab_size=512, tokenizer_train_bytes=1_000_000, max_len=128,
                      batch_size=8, n_estimators=50, test_fraction=0.25, keep_fraction=0.75)
     c.quality.model.update(kind="random", path="", preset="tiny-parallel")
     c.dataset.validation_fraction = 0.1

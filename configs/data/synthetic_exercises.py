@@ -20,9 +20,14 @@ sandbox, exact duplicates dropped); `validate` re-checks every kept record on it
 asserts pass in the sandbox); `decontam` drops exercises matching HumanEval; `dataset` writes the
 `synthetic_exercises` TFDS dataset (prompt / target / tests features).
 
-Variants: `:tiny` (24 procedural exercises; for tests, seconds). Expected with the procedural
-teacher: every requested exercise kept and validated (they are correct by construction), and
-decontamination flags none (no HumanEval problem is among the task families).
+Variants: `:tiny` (24 procedural exercises; for tests, ~15 s on 2 CPU cores).
+
+Measured here with the procedural teacher: every requested exercise is kept and validated (they
+are correct by construction); decontamination flags 83 of the 2,000 (4.2%): gcd exercises
+(HumanEval/13 is greatest_common_divisor, 39), pairwise comparisons (HumanEval/73, 20),
+element-wise `[f(x, y) for x, y in zip(a, b)]` (HumanEval/152, 18) and character counts
+(HumanEval/98, 6), all by the AST test (match rate >= 0.85), none by 13-grams: structural
+near-copies, which is what phi-1's AST pruning removes. `:tiny` keeps 23 of 24.
 """
 
 import ml_collections
