@@ -45,32 +45,42 @@ training pipeline, phi_jax.data.pipeline.TokenizeExample). results.json is writt
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import datetime
-import functools
-import json
 import os
-import pathlib
-import platform
-import re
-import statistics
 import sys
-import time
-from typing import Any, Optional, Sequence
 
-import flax.linen as nn
-import jax
-import jax.numpy as jnp
-import numpy as np
+# Pinned to one CPU core (before jax is imported), as experiments/perf/ benchmarks are, unless
+# --no_pin: the decode timings are then less disturbed by XLA's threads competing for the cores.
+if __name__ == "__main__" and "--no_pin" not in sys.argv:
+  sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "perf"))
+  from one_core import pin  # noqa: E402
+  PINNED_CPU = pin()
+else:
+  PINNED_CPU = None
 
-from phi_jax.data import builders, pipeline
-from phi_jax.decoding import early_exit as early_exit_lib
-from phi_jax.decoding import generation, sampling, skipdecode
-from phi_jax.decoding.early_exit import EarlyExit
-from phi_jax.decoding.skipdecode import SkipSchedule
-from phi_jax.models import Transformer
-from phi_jax.train import checkpoint, step as step_lib
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import datetime  # noqa: E402
+import functools  # noqa: E402
+import json  # noqa: E402
+import pathlib  # noqa: E402
+import platform  # noqa: E402
+import re  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from typing import Any, Optional, Sequence  # noqa: E402
+
+import flax.linen as nn  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from phi_jax.data import builders, pipeline  # noqa: E402
+from phi_jax.decoding import early_exit as early_exit_lib  # noqa: E402
+from phi_jax.decoding import generation, sampling, skipdecode  # noqa: E402
+from phi_jax.decoding.early_exit import EarlyExit  # noqa: E402
+from phi_jax.decoding.skipdecode import SkipSchedule  # noqa: E402
+from phi_jax.models import Transformer  # noqa: E402
+from phi_jax.train import checkpoint, step as step_lib  # noqa: E402
 
 # ---- ROUGE-L over code tokens ---------------------------------------------------------------------
 
@@ -302,13 +312,14 @@ def _parse(argv=None) -> argparse.Namespace:
   p.add_argument("--num_examples", type=int, default=128)
   p.add_argument("--max_new_tokens", type=int, default=128)
   p.add_argument("--batch_size", type=int, default=16)
-  p.add_argument("--thresholds", default="0.9,0.6,0.3,0.1,0.03,0.01,0.0",
+  p.add_argument("--thresholds", default="0.5,0.2,0.1,0.03,0.01,0.0",
                  help="CALM confidence thresholds (top-1 minus top-2 probability)")
   p.add_argument("--speed_new_tokens", type=int, default=64)
   p.add_argument("--speed_reps", type=int, default=7)
   p.add_argument("--num_samples", type=int, default=3)
   p.add_argument("--calm_confidence", default="argmax", choices=["argmax", "library"],
                  help="see the module doc")
+  p.add_argument("--no_pin", action="store_true", help="do not pin to one CPU core")
   p.add_argument("--out", default="results.json")
   return p.parse_args(argv)
 
@@ -437,7 +448,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
   result = {
       "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
       "machine": {"device": f"{device.platform}: {getattr(device, 'device_kind', '')}",
-                  "cpu_count": os.cpu_count(), "load_average": os.getloadavg(),
+                  "cpu_count": os.cpu_count(), "pinned_cpu": PINNED_CPU,
+                  "load_average_at_end": os.getloadavg(),
                   "python": platform.python_version(), "jax": jax.__version__,
                   "platform": platform.platform()},
       "args": vars(args),
