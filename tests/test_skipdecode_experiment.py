@@ -157,10 +157,10 @@ def test_generate_all_matches_generate_and_counts_layers(model):
   assert outputs == [o[:-1] if o[-1:] == [3] else o for out, _ in expected for o in out]
   assert layers == pytest.approx(np.mean([n for _, per_token in expected for n in per_token]))
   assert 2 <= layers < 4
-  score, texts = ev.mean_rouge(CharTokenizer(), outputs, [ex["target"] for ex in examples])
-  assert 0.0 <= score <= 1.0 and len(texts) == 4
-  assert score == pytest.approx(np.mean([ev.rouge_l(CharTokenizer().decode(o), ex["target"])
-                                         for o, ex in zip(outputs, examples)]))
+  scores, texts = ev.rouge_scores(CharTokenizer(), outputs, [ex["target"] for ex in examples])
+  assert len(texts) == 4 and texts[0] == CharTokenizer().decode(outputs[0])
+  assert scores == [ev.rouge_l(CharTokenizer().decode(o), ex["target"])
+                    for o, ex in zip(outputs, examples)]
 
 
 def test_decode_times_reports_every_setting_and_the_layers_run(model):
@@ -179,6 +179,11 @@ def test_decode_times_reports_every_setting_and_the_layers_run(model):
   with pytest.raises(ValueError, match="new_tokens"):
     ev.decode_times(cfg, {"full": (params, None, None)}, prompts, new_tokens=1, out_len=16,
                     reps=1)
+
+
+def test_sem():
+  assert ev.sem([1.0, 2.0, 3.0, 4.0]) == pytest.approx(np.std([1, 2, 3, 4], ddof=1) / 2)
+  assert ev.sem([0.5]) == 0.0
 
 
 def test_closest_matches_speed_by_ratio():
@@ -206,14 +211,17 @@ def test_report_table_and_plot(tmp_path):
        "measured_speedup_min": 1.9, "mean_layers": 6.2, "loss": 3.0, "rouge_l": 0.1},
       {"name": "calm 0.1", "kind": "calm", "target_speedup": None, "threshold": 0.1,
        "nominal_speedup": 2.2, "measured_speedup": 1.7, "measured_speedup_min": 1.6,
-       "mean_layers": 5.5, "loss": None, "rouge_l": 0.2}]
+       "mean_layers": 5.5, "loss": None, "rouge_l": 0.2, "rouge_l_sem": 0.01,
+       "rouge_l_diff_vs_1x": -0.1, "rouge_l_diff_sem": 0.02}]
   result = {"settings": settings, "calm_at_matched_speed": {"2x": "calm 0.1"},
             "model": {"num_layers": 12, "d_model": 96}, "examples": {"count": 4},
             "args": {"batch_size": 16}, "machine": {"device": "cpu: cpu"}}
   table = report.table(result)
   lines = table.splitlines()
   assert len(lines) == 2 + len(settings)
-  assert "| calm 0.1 (closest to 2x) | 2.20x | 1.70x / 1.60x | 5.50 | n/a | 0.200 |" in lines
+  assert ("| calm 0.1 (closest to 2x) | 2.20x | 1.70x / 1.60x | 5.50 | n/a | "
+          "0.200 ± 0.010 (-0.100 ± 0.020) |") in lines
+  assert "| skipdecode 2x | 2.00x | 1.80x / 1.90x | 6.20 | 1.700 | 0.250 |" in lines
   assert [e["name"] for e in report.series(result, "schedule_only")] == ["skipdecode 1x",
                                                                          "schedule-only 2x"]
   path = tmp_path / "results.json"

@@ -237,11 +237,17 @@ def generate_all(cfg, params, prompts: Sequence[Sequence[int]], *, max_new_token
   return outputs, float(np.mean(layers))
 
 
-def mean_rouge(tokenizer, outputs: Sequence[Sequence[int]],
-               references: Sequence[str]) -> tuple[float, list[str]]:
-  """(mean ROUGE-L F1, the decoded outputs)."""
+def rouge_scores(tokenizer, outputs: Sequence[Sequence[int]],
+                 references: Sequence[str]) -> tuple[list[float], list[str]]:
+  """(ROUGE-L F1 of each decoded output against its reference, the decoded outputs)."""
   texts = [tokenizer.decode(list(o)) for o in outputs]
-  return float(np.mean([rouge_l(t, r) for t, r in zip(texts, references)])), texts
+  return [rouge_l(t, r) for t, r in zip(texts, references)], texts
+
+
+def sem(values: Sequence[float]) -> float:
+  """Standard error of the mean (sample standard deviation / sqrt(n)); 0 for n < 2."""
+  values = np.asarray(values, np.float64)
+  return float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
 
 
 # ---- (c) decode speed -----------------------------------------------------------------------------
@@ -312,10 +318,10 @@ def _parse(argv=None) -> argparse.Namespace:
   p.add_argument("--num_examples", type=int, default=128)
   p.add_argument("--max_new_tokens", type=int, default=128)
   p.add_argument("--batch_size", type=int, default=16)
-  p.add_argument("--thresholds", default="0.5,0.2,0.1,0.03,0.01,0.0",
+  p.add_argument("--thresholds", default="0.1,0.01,0.003,0.001,0.0003,0.0001,0.0",
                  help="CALM confidence thresholds (top-1 minus top-2 probability)")
   p.add_argument("--speed_new_tokens", type=int, default=64)
-  p.add_argument("--speed_reps", type=int, default=7)
+  p.add_argument("--speed_reps", type=int, default=11)
   p.add_argument("--num_samples", type=int, default=3)
   p.add_argument("--calm_confidence", default="argmax", choices=["argmax", "library"],
                  help="see the module doc")
@@ -392,7 +398,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     settings[f"calm {threshold:g}"] = ("calm", None, params_1x, None,
                                        EarlyExit(threshold, exit_layers=None, min_layers=1))
 
-  entries, texts = [], {}
+  entries, texts, scores = [], {}, {}
   for name, (kind, target, params, skip, early) in settings.items():
     start = time.perf_counter()
     entry = {"name": name, "kind": kind, "target_speedup": target,
@@ -407,7 +413,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
       outputs, entry["mean_layers"] = generate_all(
           cfg, params, prompts, max_new_tokens=args.max_new_tokens, eos_id=eos,
           batch_size=args.batch_size, skip=skip, early_exit=early)
-    entry["rouge_l"], texts[name] = mean_rouge(tokenizer, outputs, references)
+    scores[name], texts[name] = rouge_scores(tokenizer, outputs, references)
+    entry["rouge_l"], entry["rouge_l_sem"] = float(np.mean(scores[name])), sem(scores[name])
     entry["mean_new_tokens"] = float(np.mean([len(o) for o in outputs]))
     entry["eval_s"] = time.perf_counter() - start
     print(f"{name:>18}: loss {entry['loss'] if entry['loss'] is None else round(entry['loss'], 4)}"
@@ -432,6 +439,11 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     entry["measured_speedup_min"] = timing["skipdecode 1x"]["step_ms_min"] / t["step_ms_min"]
     entry["decode_layers"] = t["decode_layers"]
     entry["nominal_speedup"] = cfg.num_layers / t["decode_layers"]
+
+  for entry in entries:  # paired with the 1x model on the same examples
+    diff = np.subtract(scores[entry["name"]], scores["skipdecode 1x"])
+    entry["rouge_l_diff_vs_1x"], entry["rouge_l_diff_sem"] = float(diff.mean()), sem(diff)
+    entry["rouge_l_per_example"] = [round(x, 4) for x in scores[entry["name"]]]
 
   calm = [e for e in entries if e["kind"] == "calm"]
   matched = {}
@@ -464,7 +476,9 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                   "on the batch, so no fixed teacher-forced computation exists to score",
           "rouge_l": "mean ROUGE-L F1 over code tokens (regex \\w+|[^\\w\\s]) of greedy "
                      f"generations (max {args.max_new_tokens} new tokens, stop at EOS, batches of "
-                     f"{args.batch_size}) vs the reference body",
+                     f"{args.batch_size}) vs the reference body; rouge_l_sem: its standard "
+                     "error over examples; rouge_l_diff_vs_1x (+ _sem): the paired difference "
+                     "from 'skipdecode 1x' on the same examples",
           "mean_layers": "layers per generated token in those generations (return_stats; g_0 "
                          "from the full-depth prompt pass counts as L)",
           "measured_speedup": f"decode step time of 'skipdecode 1x' / the setting's, batch of "

@@ -29,6 +29,16 @@ def _fmt(value: Optional[float], digits: int = 3) -> str:
   return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def _rouge(e: dict[str, Any]) -> str:
+  """'mean ± s.e.m. (paired difference from 1x ± s.e.m.)' as available."""
+  text = f"{e['rouge_l']:.3f}"
+  if e.get("rouge_l_sem") is not None:
+    text += f" ± {e['rouge_l_sem']:.3f}"
+  if e.get("rouge_l_diff_vs_1x") is not None and e["name"] != "skipdecode 1x":
+    text += f" ({e['rouge_l_diff_vs_1x']:+.3f} ± {e['rouge_l_diff_sem']:.3f})"
+  return text
+
+
 def table(result: dict[str, Any]) -> str:
   """The Markdown table of every setting."""
   matched: dict[str, list[str]] = {}
@@ -36,13 +46,13 @@ def table(result: dict[str, Any]) -> str:
     if name:
       matched.setdefault(name, []).append(target)
   lines = ["| setting | nominal speedup | measured speedup (median / min) | mean layers / token "
-           "| held-out loss | ROUGE-L F1 |", "|---|---|---|---|---|---|"]
+           "| held-out loss | ROUGE-L F1 (vs 1x, paired) |", "|---|---|---|---|---|---|"]
   for e in result["settings"]:
     name = e["name"] + (f" (closest to {', '.join(matched[e['name']])})"
                         if e["name"] in matched else "")
     lines.append(f"| {name} | {e['nominal_speedup']:.2f}x | {e['measured_speedup']:.2f}x / "
                  f"{e.get('measured_speedup_min', float('nan')):.2f}x | {e['mean_layers']:.2f} | "
-                 f"{_fmt(e['loss'])} | {e['rouge_l']:.3f} |")
+                 f"{_fmt(e['loss'])} | {_rouge(e)} |")
   return "\n".join(lines)
 
 
