@@ -208,7 +208,7 @@ def jax_prefill_only(cfg, params, prompts: list[list[int]], new: int) -> None:
       params, jnp.asarray(tokens), jnp.asarray(pads), jnp.int32(1), jax.random.key(0),
       sampling_params, jnp.int32(-1), jnp.bool_(False), cfg=cfg, mode=mode,
       cache_len=length + bucket(new), out_len=bucket(new),
-      decode_layout=LAYOUT)[0]
+      decode_layout=LAYOUT, skip=None, early_exit=None)[0]  # static args exactly as generate's
   np.asarray(out)
 
 
