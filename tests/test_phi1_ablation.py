@@ -167,3 +167,20 @@ def _load_config(arg: str):
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config(arg)
+
+
+def test_decoding_modes_recover_the_body_of_their_encoding(tmp_path):
+  """'target' decodes ids encoded like the prompt_completion pipeline's targets, 'joint' ids that
+  continue the prompt's encoding: each gives back the reference body exactly."""
+  from phi_jax.data import tokenizer as tokenizers
+  ev = _load("evaluate")
+  exercises = procedural.generate(40, seed=0, split="train")
+  tok = tokenizers.train_sentencepiece([e.text for e in exercises], tmp_path / "sp",
+                                       vocab_size=400)
+  for ex in procedural.generate(5, seed=1, split="validation"):
+    prompt = tok.encode(ex.prompt)
+    target_ids = tok.encode(ex.solution)
+    joint_ids = tok.encode(ex.prompt + ex.solution)
+    assert joint_ids[:len(prompt)] == prompt
+    assert ev.decode(tok, prompt, target_ids, "target") == ex.solution
+    assert ev.decode(tok, prompt, joint_ids[len(prompt):], "joint") == ex.solution

@@ -17,10 +17,22 @@ Per model (ROOT/pretrain_<arm>, ROOT/finetune_<arm>; every one shares the tokeni
                      split (the stdlib files no arm trained on: the filter read only the train
                      split), in rows of `seq_len` tokens: the common held-out set of the base models.
 
-Generation: `phi_jax.evals.codegen.complete` (greedy, `max_new_tokens`, HumanEval's stop
-sequences), then the completion is cut at the first non-empty line that is not indented (the end
-of the function body); `procedural.evaluate_exercises` runs prompt + completion + asserts in the
-sandbox. 95% Wilson intervals are given next to each pass@1. results.json is written atomically.
+Generation: greedy `phi_jax.decoding.generate` (`max_new_tokens`, stop at EOS), prompts
+sorted by length in batches of `batch_size`; the text is cut at HumanEval's stop sequences and at
+the first non-empty line that is not indented (the end of the function body);
+`procedural.evaluate_exercises` runs prompt + completion + asserts in the sandbox. 95% Wilson
+intervals are given next to each pass@1. results.json is written atomically.
+
+Tokenization follows each model's training (DECODING): the base models were trained on whole
+documents, so the prompt is scored / continued as one text ('joint': the exercise loss scores
+encode(prompt + body) from the prompt's last token; generated ids are decoded together with the
+prompt, `codegen.decode_continuation`). The fine-tunes were trained by the prompt_completion
+pipeline (`pipeline.TokenizeExample`), which encodes prompt and target SEPARATELY: with this
+SentencePiece (dummy prefix on), a body '    return x' is then '▁▁▁▁' '▁return' ... instead of
+'▁▁▁▁' 'return' ..., an extra leading space when decoded after the prompt ('target': loss on
+encode(prompt) + encode(body); generated ids decoded on their own, `tokenizer.decode(new)`, which
+drops that dummy space). Every model is also scored the other way (`*_other` fields): with joint
+decoding every fine-tuned completion starts with 5 spaces, an IndentationError.
 """
 
 from __future__ import annotations
@@ -37,10 +49,10 @@ import time
 from typing import Any, Sequence
 
 import jax
-import numpy as np
 
 from phi_jax.data import builders, procedural
 from phi_jax.data import tokenizer as tokenizers
+from phi_jax.decoding import generate
 from phi_jax.evals import codegen, humaneval, perplexity, scoring
 from phi_jax.train import checkpoint
 
@@ -72,23 +84,59 @@ def wilson(passed: int, n: int, z: float = 1.96) -> tuple[float, float]:
   return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def exercise_loss(cfg, params, tokenizer, exercises: Sequence[procedural.Exercise]) -> float:
-  """Mean nats per token of body + EOS given the prompt (the fine-tune's loss)."""
+DECODING = {"pretrain": "joint", "finetune": "target"}
+OTHER = {"joint": "target", "target": "joint"}
+
+
+def exercise_loss(cfg, params, tokenizer, exercises: Sequence[procedural.Exercise],
+                  mode: str) -> float:
+  """Mean nats per token of body + EOS given the prompt, tokenized as `mode` (module doc)."""
   seqs, starts = [], []
   for ex in exercises:
     prompt = tokenizer.encode(ex.prompt)
-    seqs.append(prompt + tokenizer.encode(ex.solution) + [tokenizer.eos_id])
+    joint = tokenizer.encode(ex.prompt + ex.solution)
+    if mode == "joint" and joint[:len(prompt)] == prompt:
+      seqs.append(joint + [tokenizer.eos_id])
+    elif mode in ("joint", "target"):  # (joint: the prompt's tokens are not a prefix; rare)
+      seqs.append(prompt + tokenizer.encode(ex.solution) + [tokenizer.eos_id])
+    else:
+      raise ValueError(f"mode must be 'joint' or 'target', got {mode!r}")
     starts.append(len(prompt))
   sums, counts = scoring.sequence_logprobs(cfg, params, seqs, starts, batch_size=8)
   return float(-sums.sum() / counts.sum())
 
 
-def pass_at_1(cfg, params, tokenizer, exercises: Sequence[procedural.Exercise], *,
-              max_new_tokens: int, batch_size: int) -> dict[str, Any]:
-  raw = codegen.complete(cfg, params, tokenizer, [ex.prompt for ex in exercises], stop=STOP,
-                         max_new_tokens=max_new_tokens, temperature=0.0, batch_size=batch_size)
-  bodies = [function_body(c[0]) for c in raw]
-  result = procedural.evaluate_exercises(exercises, bodies, k=(1,))
+def generate_ids(cfg, params, tokenizer, prompts: Sequence[str], *, max_new_tokens: int,
+                 batch_size: int) -> list[tuple[list[int], list[int]]]:
+  """Greedy (prompt ids, new ids up to EOS) per prompt; prompts batched in length order."""
+  ids = [tokenizer.encode(p) for p in prompts]
+  order = sorted(range(len(ids)), key=lambda i: (len(ids[i]), i))
+  out: list = [None] * len(ids)
+  for b in range(0, len(order), batch_size):
+    chunk = order[b:b + batch_size]
+    new = generate(cfg, params, [ids[i] for i in chunk], max_new_tokens=max_new_tokens,
+                   temperature=0.0, eos_id=tokenizer.eos_id, rng=jax.random.key(b))
+    for i, tokens in zip(chunk, new):
+      tokens = list(tokens)
+      if tokenizer.eos_id in tokens:
+        tokens = tokens[:tokens.index(tokenizer.eos_id)]
+      out[i] = (ids[i], tokens)
+  return out
+
+
+def decode(tokenizer, prompt_ids: list[int], new_ids: list[int], mode: str) -> str:
+  """The completion text of generated ids, decoded as `mode` (module doc), cut to the body."""
+  if mode == "joint":
+    text = codegen.decode_continuation(tokenizer, prompt_ids, new_ids, None)
+  elif mode == "target":
+    text = tokenizer.decode(list(new_ids))
+  else:
+    raise ValueError(f"mode must be 'joint' or 'target', got {mode!r}")
+  return function_body(codegen.truncate(text, STOP))
+
+
+def pass_at_1(exercises: Sequence[procedural.Exercise], bodies: Sequence[str]) -> dict[str, Any]:
+  result = procedural.evaluate_exercises(exercises, list(bodies), k=(1,))
   passed = sum(p["passed"][0] for p in result["problems"])
   statuses: dict[str, int] = {}
   for p in result["problems"]:
@@ -100,8 +148,8 @@ def pass_at_1(cfg, params, tokenizer, exercises: Sequence[procedural.Exercise], 
                       for ex, b, p in list(zip(exercises, bodies, result["problems"]))[:3]]}
 
 
-def evaluate_model(workdir: pathlib.Path, tokenizer, sets: dict[str, list], code_texts: list[str],
-                   args: argparse.Namespace) -> dict[str, Any]:
+def evaluate_model(workdir: pathlib.Path, stage: str, tokenizer, sets: dict[str, list],
+                   code_texts: list[str], args: argparse.Namespace) -> dict[str, Any]:
   start = time.time()
   cfg, params, _ = checkpoint.load_run(workdir)
   out: dict[str, Any] = {"workdir": str(workdir),
@@ -116,10 +164,16 @@ def evaluate_model(workdir: pathlib.Path, tokenizer, sets: dict[str, list], code
   out["code_loss"] = code["loss"]
   out["code_bits_per_byte"] = code["bits_per_byte"]
   out["code_tokens"] = code["tokens"]
+  mode = DECODING[stage]
+  out["decoding"] = mode
   for split, exercises in sets.items():
-    out[f"exercise_loss_{split}"] = exercise_loss(cfg, params, tokenizer, exercises)
-    out[split] = pass_at_1(cfg, params, tokenizer, exercises, max_new_tokens=args.max_new_tokens,
-                           batch_size=args.batch_size)
+    out[f"exercise_loss_{split}"] = exercise_loss(cfg, params, tokenizer, exercises, mode)
+    out[f"exercise_loss_{split}_other"] = exercise_loss(cfg, params, tokenizer, exercises,
+                                                        OTHER[mode])
+    gens = generate_ids(cfg, params, tokenizer, [ex.prompt for ex in exercises],
+                        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+    for m, key in ((mode, split), (OTHER[mode], f"{split}_other")):
+      out[key] = pass_at_1(exercises, [decode(tokenizer, p, n, m) for p, n in gens])
   out["eval_seconds"] = round(time.time() - start, 1)
   return out
 
@@ -150,10 +204,11 @@ def main(argv: list[str]) -> None:
     for stage in STAGES:
       workdir = args.root / f"{stage}_{arm}"
       print(f"== {stage}_{arm}", flush=True)
-      result = evaluate_model(workdir, tokenizer, sets, code_texts, args)
+      result = evaluate_model(workdir, stage, tokenizer, sets, code_texts, args)
       models[f"{stage}_{arm}"] = dict(result, arm=arm, stage=stage, label=ARM_LABELS[arm])
-      print(json.dumps({k: v for k, v in result.items() if k not in ("test", "validation")}),
-            {s: round(result[s]["pass@1"], 4) for s in sets}, flush=True)
+      print(json.dumps({k: v for k, v in result.items() if not isinstance(v, dict)}),
+            {s: round(result[s]["pass@1"], 4) for s in result if isinstance(result[s], dict)},
+            flush=True)
   cpu = ""
   try:
     cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
