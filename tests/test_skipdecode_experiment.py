@@ -171,14 +171,19 @@ def test_decode_times_reports_every_setting_and_the_layers_run(model):
   with ev.calm_confidence("argmax"):
     times = ev.decode_times(cfg, {"skip": (params, schedule, None),
                                   "calm": (params, None, EarlyExit(0.0))},
-                            prompts, new_tokens=6, out_len=16, reps=1)
+                            prompts, new_tokens=6, out_len=16, reps=2, reference="skip")
   assert set(times) == {"skip", "calm"}
   assert times["skip"]["decode_layers"] == pytest.approx(np.mean(schedule.counts(5)))
   assert times["calm"]["decode_layers"] == 1.0  # threshold 0: every token exits after layer 0
-  assert all(t["step_ms"] > 0 and t["step_ms_min"] > 0 for t in times.values())
+  assert times["skip"]["speedup"] == 1.0  # the reference
+  calm = times["calm"]
+  assert calm["step_ms"] > 0 and calm["speedup_q25"] <= calm["speedup"] <= calm["speedup_q75"]
   with pytest.raises(ValueError, match="new_tokens"):
-    ev.decode_times(cfg, {"full": (params, None, None)}, prompts, new_tokens=1, out_len=16,
-                    reps=1)
+    ev.decode_times(cfg, {"skip": (params, schedule, None)}, prompts, new_tokens=1, out_len=16,
+                    reps=1, reference="skip")
+  with pytest.raises(ValueError, match="reference"):
+    ev.decode_times(cfg, {"skip": (params, schedule, None)}, prompts, new_tokens=4, out_len=16,
+                    reps=1, reference="full")
 
 
 def test_sem():
@@ -201,16 +206,16 @@ def test_report_table_and_plot(tmp_path):
   report = _load("report")
   settings = [
       {"name": "skipdecode 1x", "kind": "skipdecode", "target_speedup": 1.0, "threshold": None,
-       "nominal_speedup": 1.0, "measured_speedup": 1.0, "measured_speedup_min": 1.0,
+       "nominal_speedup": 1.0, "measured_speedup": 1.0, "measured_speedup_iqr": [1.0, 1.0],
        "mean_layers": 12.0, "loss": 1.5, "rouge_l": 0.3},
       {"name": "skipdecode 2x", "kind": "skipdecode", "target_speedup": 2.0, "threshold": None,
-       "nominal_speedup": 2.0, "measured_speedup": 1.8, "measured_speedup_min": 1.9,
+       "nominal_speedup": 2.0, "measured_speedup": 1.8, "measured_speedup_iqr": [1.7, 1.9],
        "mean_layers": 6.2, "loss": 1.7, "rouge_l": 0.25},
       {"name": "schedule-only 2x", "kind": "schedule_only", "target_speedup": 2.0,
        "threshold": None, "nominal_speedup": 2.0, "measured_speedup": 1.8,
-       "measured_speedup_min": 1.9, "mean_layers": 6.2, "loss": 3.0, "rouge_l": 0.1},
+       "measured_speedup_iqr": [1.7, 1.9], "mean_layers": 6.2, "loss": 3.0, "rouge_l": 0.1},
       {"name": "calm 0.1", "kind": "calm", "target_speedup": None, "threshold": 0.1,
-       "nominal_speedup": 2.2, "measured_speedup": 1.7, "measured_speedup_min": 1.6,
+       "nominal_speedup": 2.2, "measured_speedup": 1.7, "measured_speedup_iqr": [1.6, 1.8],
        "mean_layers": 5.5, "loss": None, "rouge_l": 0.2, "rouge_l_sem": 0.01,
        "rouge_l_diff_vs_1x": -0.1, "rouge_l_diff_sem": 0.02}]
   result = {"settings": settings, "calm_at_matched_speed": {"2x": "calm 0.1"},
@@ -219,9 +224,9 @@ def test_report_table_and_plot(tmp_path):
   table = report.table(result)
   lines = table.splitlines()
   assert len(lines) == 2 + len(settings)
-  assert ("| calm 0.1 (closest to 2x) | 2.20x | 1.70x / 1.60x | 5.50 | n/a | "
+  assert ("| calm 0.1 (closest to 2x) | 2.20x | 1.70x [1.60, 1.80] | 5.50 | n/a | "
           "0.200 ± 0.010 (-0.100 ± 0.020) |") in lines
-  assert "| skipdecode 2x | 2.00x | 1.80x / 1.90x | 6.20 | 1.700 | 0.250 |" in lines
+  assert "| skipdecode 2x | 2.00x | 1.80x [1.70, 1.90] | 6.20 | 1.700 | 0.250 |" in lines
   assert [e["name"] for e in report.series(result, "schedule_only")] == ["skipdecode 1x",
                                                                          "schedule-only 2x"]
   path = tmp_path / "results.json"

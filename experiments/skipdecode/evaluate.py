@@ -28,7 +28,8 @@ Per setting:
                     steps only: each generate program is timed whole and with max_new_tokens=1
                     (the same compiled program: prefill + g_0), the difference is divided by the
                     new_tokens - 1 decode steps (as experiments/perf/skipdecode_speed.py does).
-                    Medians over `speed_reps` interleaved rounds.
+                    The median over `speed_reps` rounds, each timing the setting next to the 1x
+                    model (`decode_times`), with the quartiles.
   nominal_speedup   L / mean n(t) over those decode steps (for CALM: L / the mean layers it ran).
 
 CALM's confidence: phi_jax.decoding.early_exit.confidence takes the top two probabilities with
@@ -269,17 +270,24 @@ def _run(cfg, params, prompts, max_new: int, out_len: int, skip, early_exit, lay
 
 
 def decode_times(cfg, settings: dict[str, tuple[Any, Optional[SkipSchedule], Optional[EarlyExit]]],
-                 prompts: Sequence[Sequence[int]], *, new_tokens: int, out_len: int,
-                 reps: int) -> dict[str, dict[str, float]]:
-  """{name: {'step_ms', 'step_ms_min', 'decode_layers'}} for settings {name: (params, skip,
-  early_exit)}: decode step time (whole call minus the max_new_tokens=1 call of the same
-  program, over new_tokens - 1 steps) from the medians (and from the minima) of `reps`
-  interleaved rounds, and the mean layers of those steps.
+                 prompts: Sequence[Sequence[int]], *, new_tokens: int, out_len: int, reps: int,
+                 reference: str) -> dict[str, dict[str, float]]:
+  """Decode step times and speedups against settings[reference], for settings {name: (params,
+  skip, early_exit)}.
+
+  A step time is (the whole call - the max_new_tokens=1 call of the same program) / (new_tokens
+  - 1). Each of `reps` rounds times every setting right next to the reference (in alternating
+  order), so that a speedup is a ratio of two measurements taken within about a second of each
+  other: on a shared machine the load changes on longer time scales. Returns {name: {'step_ms':
+  median step time, 'speedup': median over rounds of reference step / this step, 'speedup_q25',
+  'speedup_q75': its quartiles, 'decode_layers': mean layers over the timed decode steps}}.
 
   out_len: the program's output bucket; pass bucket(M) of the generations to reuse their
   compiled programs (the number of new tokens is a traced value)."""
   if new_tokens < 2:
     raise ValueError(f"new_tokens must be >= 2 to time decode steps, got {new_tokens}")
+  if reference not in settings:
+    raise ValueError(f"reference {reference!r} is not one of the settings {sorted(settings)}")
   layout = generation.default_decode_layout()
   if layout == "stacked":
     layout = "per_layer"  # skip / early_exit need a per-layer layout
@@ -288,20 +296,33 @@ def decode_times(cfg, settings: dict[str, tuple[Any, Optional[SkipSchedule], Opt
   for name, (_, skip, early) in settings.items():  # compile + warm up
     layers[name] = _run(cfg, params[name], prompts, new_tokens, out_len, skip, early, layout)
     _run(cfg, params[name], prompts, 1, out_len, skip, early, layout)
-  times = {name: {"whole": [], "prefill": []} for name in settings}
-  for _ in range(reps):
-    for name, (_, skip, early) in settings.items():
-      for key, n in (("whole", new_tokens), ("prefill", 1)):
-        start = time.perf_counter()
-        _run(cfg, params[name], prompts, n, out_len, skip, early, layout)
-        times[name][key].append(time.perf_counter() - start)
+
+  def step_ms(name: str) -> float:
+    _, skip, early = settings[name]
+    elapsed = []
+    for n in (new_tokens, 1):
+      start = time.perf_counter()
+      _run(cfg, params[name], prompts, n, out_len, skip, early, layout)
+      elapsed.append(time.perf_counter() - start)
+    return 1e3 * max(elapsed[0] - elapsed[1], 1e-9) / (new_tokens - 1)
+
+  steps = {name: [] for name in settings}
+  ratios = {name: [] for name in settings}
+  for rep in range(reps):
+    for name in settings:
+      if name == reference:
+        continue
+      pair = (reference, name) if rep % 2 == 0 else (name, reference)
+      measured = {n: step_ms(n) for n in pair}
+      for n in pair:
+        steps[n].append(measured[n])
+      ratios[name].append(measured[reference] / measured[name])
+  ratios[reference] = [1.0]
   result = {}
   for name in settings:
-    step = {}
-    for stat, fn in (("median", statistics.median), ("min", min)):
-      whole, prefill = (fn(times[name][k]) for k in ("whole", "prefill"))
-      step[stat] = 1e3 * max(whole - prefill, 1e-9) / (new_tokens - 1)
-    result[name] = {"step_ms": step["median"], "step_ms_min": step["min"],
+    q25, q50, q75 = np.percentile(ratios[name], [25, 50, 75])
+    result[name] = {"step_ms": statistics.median(steps[name]), "speedup": float(q50),
+                    "speedup_q25": float(q25), "speedup_q75": float(q75),
                     "decode_layers": float(np.mean(layers[name][1:new_tokens]))}
   return result
 
@@ -321,7 +342,7 @@ def _parse(argv=None) -> argparse.Namespace:
   p.add_argument("--thresholds", default="0.1,0.01,0.003,0.001,0.0003,0.0001,0.0",
                  help="CALM confidence thresholds (top-1 minus top-2 probability)")
   p.add_argument("--speed_new_tokens", type=int, default=64)
-  p.add_argument("--speed_reps", type=int, default=11)
+  p.add_argument("--speed_reps", type=int, default=9)
   p.add_argument("--num_samples", type=int, default=3)
   p.add_argument("--calm_confidence", default="argmax", choices=["argmax", "library"],
                  help="see the module doc")
@@ -429,14 +450,14 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         cfg, {name: (params, skip, early)
               for name, (_, _, params, skip, early) in settings.items()},
         speed_prompts, new_tokens=args.speed_new_tokens,
-        out_len=generation.bucket(args.max_new_tokens), reps=args.speed_reps)
-  reference_ms = timing["skipdecode 1x"]["step_ms"]
+        out_len=generation.bucket(args.max_new_tokens), reps=args.speed_reps,
+        reference="skipdecode 1x")
   for entry in entries:
     t = timing[entry["name"]]
-    entry["step_ms"], entry["step_ms_min"] = t["step_ms"], t["step_ms_min"]
+    entry["step_ms"] = t["step_ms"]
     entry["decode_tok_per_s"] = len(speed_prompts) / (t["step_ms"] / 1e3)
-    entry["measured_speedup"] = reference_ms / t["step_ms"]
-    entry["measured_speedup_min"] = timing["skipdecode 1x"]["step_ms_min"] / t["step_ms_min"]
+    entry["measured_speedup"] = t["speedup"]
+    entry["measured_speedup_iqr"] = [t["speedup_q25"], t["speedup_q75"]]
     entry["decode_layers"] = t["decode_layers"]
     entry["nominal_speedup"] = cfg.num_layers / t["decode_layers"]
 
@@ -481,11 +502,11 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                      "from 'skipdecode 1x' on the same examples",
           "mean_layers": "layers per generated token in those generations (return_stats; g_0 "
                          "from the full-depth prompt pass counts as L)",
-          "measured_speedup": f"decode step time of 'skipdecode 1x' / the setting's, batch of "
-                              f"{len(speed_prompts)} prompts, {args.speed_new_tokens} new tokens, "
-                              f"no EOS, decode steps only, median of {args.speed_reps} rounds",
-          "measured_speedup_min": "the same from the minima of the rounds (less sensitive to "
-                                  "other load on a shared machine)",
+          "measured_speedup": "median over rounds of the decode step time of 'skipdecode 1x' / "
+                              "the setting's, each round timing the two next to each other; "
+                              f"batch of {len(speed_prompts)} prompts, {args.speed_new_tokens} "
+                              f"new tokens, no EOS, decode steps only, {args.speed_reps} rounds; "
+                              "measured_speedup_iqr: the quartiles over rounds",
           "nominal_speedup": "num_layers / mean layers over the timed decode steps",
           "calm_confidence": f"{args.calm_confidence} (see evaluate.py's module doc)",
       },

@@ -45,13 +45,15 @@ def table(result: dict[str, Any]) -> str:
   for target, name in (result.get("calm_at_matched_speed") or {}).items():
     if name:
       matched.setdefault(name, []).append(target)
-  lines = ["| setting | nominal speedup | measured speedup (median / min) | mean layers / token "
+  lines = ["| setting | nominal speedup | measured speedup (median [quartiles]) | mean layers / token "
            "| held-out loss | ROUGE-L F1 (vs 1x, paired) |", "|---|---|---|---|---|---|"]
   for e in result["settings"]:
     name = e["name"] + (f" (closest to {', '.join(matched[e['name']])})"
                         if e["name"] in matched else "")
-    lines.append(f"| {name} | {e['nominal_speedup']:.2f}x | {e['measured_speedup']:.2f}x / "
-                 f"{e.get('measured_speedup_min', float('nan')):.2f}x | {e['mean_layers']:.2f} | "
+    iqr = e.get("measured_speedup_iqr")
+    spread = f" [{iqr[0]:.2f}, {iqr[1]:.2f}]" if iqr else ""
+    lines.append(f"| {name} | {e['nominal_speedup']:.2f}x | {e['measured_speedup']:.2f}x{spread} | "
+                 f"{e['mean_layers']:.2f} | "
                  f"{_fmt(e['loss'])} | {_rouge(e)} |")
   return "\n".join(lines)
 
