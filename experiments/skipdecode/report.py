@@ -58,7 +58,18 @@ def table(result: dict[str, Any]) -> str:
   return "\n".join(lines)
 
 
+def _iqr_err(entries: list[dict[str, Any]]):
+  """[2, n] distances from the median to the quartiles of the measured speedup (0 if absent)."""
+  low, high = [], []
+  for e in entries:
+    q25, q75 = e.get("measured_speedup_iqr") or (e["measured_speedup"],) * 2
+    low.append(max(e["measured_speedup"] - q25, 0.0))
+    high.append(max(q75 - e["measured_speedup"], 0.0))
+  return [low, high]
+
+
 def plot(result: dict[str, Any], path: pathlib.Path) -> None:
+  """ROUGE-L (+- s.e.m.) and held-out loss against the measured speedup (quartile bars)."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -68,15 +79,19 @@ def plot(result: dict[str, Any], path: pathlib.Path) -> None:
     if not entries:
       continue
     x = [e["measured_speedup"] for e in entries]
-    axes[0].plot(x, [e["rouge_l"] for e in entries], style, label=label)
+    xerr = _iqr_err(entries)
+    axes[0].errorbar(x, [e["rouge_l"] for e in entries], xerr=xerr,
+                     yerr=[e.get("rouge_l_sem", 0.0) for e in entries], fmt=style, label=label,
+                     elinewidth=0.7, capsize=2)
     for e in entries:
       tag = f"{e['threshold']:g}" if kind == "calm" else f"{e['target_speedup']:g}x"
       axes[0].annotate(tag, (e["measured_speedup"], e["rouge_l"]), fontsize=7,
                        textcoords="offset points", xytext=(3, 3))
     with_loss = [e for e in entries if e["loss"] is not None]
     if with_loss:
-      axes[1].plot([e["measured_speedup"] for e in with_loss], [e["loss"] for e in with_loss],
-                   style, label=label)
+      axes[1].errorbar([e["measured_speedup"] for e in with_loss], [e["loss"] for e in with_loss],
+                       xerr=_iqr_err(with_loss), fmt=style, label=label, elinewidth=0.7,
+                       capsize=2)
       for e in with_loss:
         axes[1].annotate(f"{e['target_speedup']:g}x", (e["measured_speedup"], e["loss"]),
                          fontsize=7, textcoords="offset points", xytext=(3, 3))
