@@ -75,7 +75,9 @@ plt.tight_layout(); plt.show()"""),
 From `experiments/skipdecode/results.json` (written by `experiments/skipdecode/run.sh`): a small
 model pretrained on this machine's Python stdlib, fine-tuned on `docstring_code` (signature +
 docstring -> body) with each schedule; scored on held-out functions. Measured speedups are decode
-steps of the same batch against the full model, on the machine named in the file."""),
+steps of the same batch against the full model, on the machine named in the file. At this toy
+scale the held-out loss is the informative column and the greedy generations are degenerate for
+every setting: `experiments/skipdecode/RESULTS.md` says what the numbers do and do not show."""),
     ("code", """\
 result = json.loads(RESULTS.read_text()) if RESULTS.exists() else None
 if result is None:
