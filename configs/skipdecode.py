@@ -4,7 +4,7 @@ schedule so that batched, KV-cached decoding can skip layers (../shared/SKIPDECO
 Variants (comma-separated, e.g. `:finetune,speedup=3,init_from=workdirs/sd_base`):
 
     pretrain        a base language model on this machine's Python stdlib (code_corpus): a
-                    phi-3-style serial model, 8 layers x d_model 128, 2,048-token SentencePiece.
+                    phi-3-style serial model, 12 layers x d_model 96, 2,048-token SentencePiece.
     finetune        fine-tune `init_from` (a training workdir or a Hugging Face folder: weights,
                     architecture and tokenizer come from it) on `docstring_code`: prompt =
                     signature + docstring, target = body, held out by file; loss on targets only
@@ -58,8 +58,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
 
   if v["pretrain"]:
     c.model = ml_collections.ConfigDict(dict(
-        name="tiny-serial", vocab_size=-1, d_model=128, num_layers=8, num_heads=4,
-        num_kv_heads=4, mlp_dim=384, max_seq_len=512, dtype="float32", param_dtype="float32"))
+        name="tiny-serial", vocab_size=-1, d_model=96, num_layers=12, num_heads=4,
+        num_kv_heads=4, mlp_dim=288, max_seq_len=512, dtype="float32", param_dtype="float32"))
   else:  # the architecture is init_from's; only training-time fields may be set here
     c.model = ml_collections.ConfigDict(dict(name="init", dtype="float32",
                                              param_dtype="float32"))
