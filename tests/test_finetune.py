@@ -210,3 +210,13 @@ def test_init_from_a_hugging_face_folder(base_run, tmp_path):
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), params2, params)
   with pytest.raises(ValueError, match="neither a phi_jax training workdir"):
     loop.load_init(str(tmp_path))
+
+
+def test_target_ids_are_those_that_follow_the_prompt_in_the_joint_encoding():
+  class DummyPrefix(_CharTokenizer):  # like SentencePiece's dummy prefix: a marker per encode call
+    def encode(self, text):
+      return [99] + super().encode(text)
+
+  tok = DummyPrefix()
+  tokens = pipeline.TokenizeExample(tok, 64).map({"prompt": "ab", "target": "cd"})["tokens"]
+  np.testing.assert_array_equal(tokens[:, 0], tok.encode("abcd") + [tok.eos_id])

@@ -170,8 +170,16 @@ class TokenizeExample(grain.transforms.Map):
     self.prompt_key, self.target_key = prompt_key, target_key
 
   def map(self, record: Any) -> dict[str, np.ndarray]:
-    prompt = list(self.tokenizer.encode(_text(record, self.prompt_key)))
-    target = list(self.tokenizer.encode(_text(record, self.target_key))) + [self.eos_id]
+    prompt_text = _text(record, self.prompt_key)
+    prompt = list(self.tokenizer.encode(prompt_text))
+    # The target's ids as they follow the prompt when the whole text is encoded (as a decoder
+    # continuing the prompt will see them: no tokenizer dummy prefix at the seam); encoded on
+    # its own only when the prompt's ids are not a prefix of the whole.
+    joint = list(self.tokenizer.encode(prompt_text + _text(record, self.target_key)))
+    if joint[:len(prompt)] == prompt and len(joint) > len(prompt):
+      target = joint[len(prompt):] + [self.eos_id]
+    else:
+      target = list(self.tokenizer.encode(_text(record, self.target_key))) + [self.eos_id]
     if len(prompt) + len(target) > self.seq_len and len(prompt) > self.seq_len // 2:
       prompt = prompt[-max(self.seq_len // 2, self.seq_len - len(target)):]
     if not prompt:
