@@ -345,6 +345,13 @@ def _classify(status: bytearray, out: _Capture, err: _Capture, timed_out: bool, 
 # Levels
 
 
+def default_python() -> str:
+  """The interpreter programs run with: the real file behind this process's base interpreter
+  (a venv's `python` is a link to it). Programs need only the standard library, and the venv
+  itself may sit under /tmp, which the namespaces level replaces with a private tmpfs."""
+  return os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
+
+
 def _candidates() -> list[str]:
   return ["namespaces", "uid", "rlimits"] if os.geteuid() == 0 else ["userns", "rlimits"]
 
@@ -383,7 +390,7 @@ def isolation(level: str = "auto", *, python: Optional[str] = None) -> Isolation
   """The isolation level programs get: `level`, or for 'auto' `$PHI_JAX_SANDBOX` or the strongest
   level that runs a trivial program here (probed once per process). Raises RuntimeError if a named
   level does not work here, saying why."""
-  python = python or sys.executable
+  python = python or default_python()
   if level == "auto":
     level = os.environ.get("PHI_JAX_SANDBOX", "auto")
   if level != "auto" and level not in LEVELS:
@@ -419,7 +426,7 @@ def execute(program: str, *, timeout_s: float = 10.0, memory_mb: int = 1024,
   """
   if timeout_s <= 0 or memory_mb <= 0 or max_processes <= 0 or file_mb <= 0:
     raise ValueError("timeout_s, memory_mb, max_processes and file_mb must be positive")
-  python = python or sys.executable
+  python = python or default_python()
   level = isolation(isolation_level, python=python).level
   limits = _Limits(float(timeout_s), int(memory_mb), float(cpu_s or timeout_s), int(max_processes),
                    int(file_mb), int(output_bytes))
