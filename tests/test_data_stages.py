@@ -1,4 +1,4 @@
-"""The data pipeline CLI (phi_jax/data/stages.py, `python -m phi_jax.data`): the tiny filter chain
+"""The data pipeline CLI (phi_jax/curation/stages.py, `python -m phi_jax.curation`): the tiny filter chain
 end to end, skipping finished stages, resuming after a lost stage, the output dataset in the
 training pipeline; and the tiny synthetic-exercise chain."""
 
@@ -14,7 +14,8 @@ import sysconfig
 import pytest
 
 from phi_jax import sweep
-from phi_jax.data import builders, decontam, pipeline, stages
+from phi_jax.data import builders, pipeline
+from phi_jax.curation import decontam, stages
 from phi_jax.data import tokenizer as tokenizers
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""Decontamination (phi_jax/data/decontam.py) against HumanEval: verbatim copies, renamed and
+"""Decontamination (phi_jax/curation/decontam.py) against HumanEval: verbatim copies, renamed and
 reformatted copies, the 13-gram test alone, other benchmark formats, and no false positives on
 real standard-library code."""
 
@@ -14,7 +14,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from phi_jax.data import decontam
+from phi_jax.curation import decontam
 
 STDLIB = pathlib.Path(sysconfig.get_paths()["stdlib"])
 

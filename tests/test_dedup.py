@@ -1,4 +1,4 @@
-"""Near-duplicate removal (phi_jax/data/dedup.py) on real standard-library functions."""
+"""Near-duplicate removal (phi_jax/curation/dedup.py) on real standard-library functions."""
 
 import ast
 import json
@@ -7,7 +7,7 @@ import sysconfig
 
 import pytest
 
-from phi_jax.data import dedup
+from phi_jax.curation import dedup
 
 STDLIB = pathlib.Path(sysconfig.get_paths()["stdlib"])
 

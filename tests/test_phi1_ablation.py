@@ -1,4 +1,4 @@
-"""The phi-1 ablation's new code: the procedural textbook stand-in (phi_jax.data.procedural_textbook),
+"""The phi-1 ablation's new code: the procedural textbook stand-in (phi_jax.curation.procedural_textbook),
 the experiment's data and evaluation helpers (experiments/phi1/) and its config."""
 
 from __future__ import annotations
@@ -9,8 +9,9 @@ import pathlib
 
 import pytest
 
-from phi_jax.data import builders, procedural, synthetic
-from phi_jax.data import procedural_textbook as pt
+from phi_jax.data import builders
+from phi_jax.curation import procedural, synthetic
+from phi_jax.curation import procedural_textbook as pt
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

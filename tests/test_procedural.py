@@ -5,8 +5,8 @@ import collections
 
 import pytest
 
-from phi_jax.data import procedural
-from phi_jax.data import teacher as teachers
+from phi_jax.curation import procedural
+from phi_jax.curation import teacher as teachers
 
 
 def test_deterministic_and_prefix_stable():

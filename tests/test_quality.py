@@ -1,4 +1,4 @@
-"""The quality classifier (phi_jax/data/quality.py): embeddings from a tiny random phi_jax model,
+"""The quality classifier (phi_jax/curation/quality.py): embeddings from a tiny random phi_jax model,
 a random forest on a learnable synthetic labelled set, selection, the output dataset, save/load,
 and the teacher labeller with a fake teacher."""
 
@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import tiny
-from phi_jax.data import builders, pipeline, quality
+from phi_jax.data import builders, pipeline
+from phi_jax.curation import quality
 from phi_jax.models import Transformer
 
 

@@ -7,8 +7,9 @@ import threading
 
 import pytest
 
-from phi_jax.data import builders, pipeline, synthetic
-from phi_jax.data import teacher as teachers
+from phi_jax.data import builders, pipeline
+from phi_jax.curation import synthetic
+from phi_jax.curation import teacher as teachers
 from phi_jax.data import tokenizer as tokenizers
 
 PASSAGE = ("A list keeps items in order. You can add to it with append and read any item by "

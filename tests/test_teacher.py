@@ -11,7 +11,7 @@ import ml_collections
 import pytest
 from conftest import tiny
 
-from phi_jax.data import teacher as teachers
+from phi_jax.curation import teacher as teachers
 from phi_jax.data import tokenizer as tokenizers
 
 

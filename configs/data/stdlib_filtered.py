@@ -10,14 +10,14 @@ Here the source is this Python's standard library (the `code_corpus` builder, te
 the embedding model is the quickstart run (a small phi-1-shaped model trained on that corpus):
 
     python -m phi_jax.main --config=configs/quickstart.py --workdir=workdirs/quickstart
-    python -m phi_jax.data --config=configs/data/stdlib_filtered.py --workdir=workdirs/data_stdlib
+    python -m phi_jax.curation --config=configs/data/stdlib_filtered.py --workdir=workdirs/data_stdlib
     # then train on the result with the printed flags, e.g.
     python -m phi_jax.main --config=configs/quickstart.py --workdir=workdirs/qs_filtered \
         --config.data.dataset=filtered_corpus --config.data.source_dir=workdirs/data_stdlib/dataset \
         --config.data.data_dir=workdirs/data_stdlib/dataset/tfds
 
 LABELS: by default `quality.labels='heuristic'`, a STAND-IN for the GPT-4 labels that runs offline:
-`phi_jax.data.quality.heuristic_label` scores docstring/comment density, documented functions,
+`phi_jax.curation.quality.heuristic_label` scores docstring/comment density, documented functions,
 identifier length and line length. It is not phi-1's judgement. For the real thing give labels:
 `--config.quality.labels=jsonl:/path/labels.jsonl` (lines {"text", "label": 0/1}), or ask a
 teacher the phi-1 question: `--config.quality.labels=teacher --config.teacher.kind=openai
@@ -42,7 +42,7 @@ Expected at phi-1's scale: ~35B -> ~6B tokens with GPT-4 labels (not reproducibl
 
 import ml_collections
 
-from phi_jax.data import teacher as teacher_lib
+from phi_jax.curation import teacher as teacher_lib
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:

@@ -5,17 +5,17 @@ Paper: "Textbooks Are All You Need" (phi-1, arXiv 2306.11644), section 2.2: ~180
 names and topics; section 5 prunes those too close to HumanEval (13-grams, embedding distance,
 AST match rate) before reporting results.
 
-By default the teacher is `ProceduralTeacher` (offline, no language model: `phi_jax.data.procedural`
+By default the teacher is `ProceduralTeacher` (offline, no language model: `phi_jax.curation.procedural`
 draws exercises from a grammar of 32 task families and checks them in the sandbox). With a real
 teacher: `--config.teacher.kind=openai --config.teacher.model=gpt-3.5-turbo
 --config.teacher.cache_dir=/data/teacher_cache` (key from $OPENAI_API_KEY; answers are cached, so
 an interrupted run resumes), or `kind=local` with `teacher.path` (a phi_jax run or HF folder).
 
-    python -m phi_jax.data --config=configs/data/synthetic_exercises.py --workdir=workdirs/data_exercises
+    python -m phi_jax.curation --config=configs/data/synthetic_exercises.py --workdir=workdirs/data_exercises
     # then fine-tune on it with the printed flags (data.dataset=synthetic_exercises, ...)
 
 Stages: `teacher` builds it and asks one probe prompt (a bad endpoint fails here); `synthetic` asks
-for `n` exercises (`phi_jax.data.synthetic.generate_exercises`: parsed, asserts run in the
+for `n` exercises (`phi_jax.curation.synthetic.generate_exercises`: parsed, asserts run in the
 sandbox, exact duplicates dropped); `validate` re-checks every kept record on its own (parses,
 asserts pass in the sandbox); `decontam` drops exercises matching HumanEval; `dataset` writes the
 `synthetic_exercises` TFDS dataset (prompt / target / tests features).
@@ -32,7 +32,7 @@ near-copies, which is what phi-1's AST pruning removes. `:tiny` keeps 23 of 24.
 
 import ml_collections
 
-from phi_jax.data import teacher as teacher_lib
+from phi_jax.curation import teacher as teacher_lib
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:

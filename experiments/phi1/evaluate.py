@@ -50,7 +50,8 @@ from typing import Any, Sequence
 
 import jax
 
-from phi_jax.data import builders, procedural
+from phi_jax.data import builders
+from phi_jax.curation import procedural
 from phi_jax.data import tokenizer as tokenizers
 from phi_jax.decoding import generate
 from phi_jax.evals import codegen, humaneval, perplexity, scoring

@@ -1,4 +1,4 @@
-"""Data steps of the phi-1 ablation (run.sh) that `python -m phi_jax.data` does not cover.
+"""Data steps of the phi-1 ablation (run.sh) that `python -m phi_jax.curation` does not cover.
 
     python experiments/phi1/prepare_data.py export --data_dir=TFDS --validation_fraction=0.05 \\
         --out=ROOT/data/stdlib_train
@@ -6,8 +6,8 @@
         source of the filter pipeline: its validation split stays held out from every arm.
     python experiments/phi1/prepare_data.py textbooks --filtered=ROOT/data/filtered/dataset \\
         --fraction=0.2 --out=ROOT/data/textbooks
-        procedural textbooks (phi_jax.data.procedural_textbook: a STAND-IN for GPT-3.5's, not
-        LLM text) through phi_jax.data.synthetic.generate_textbooks, as many as make `fraction`
+        procedural textbooks (phi_jax.curation.procedural_textbook: a STAND-IN for GPT-3.5's, not
+        LLM text) through phi_jax.curation.synthetic.generate_textbooks, as many as make `fraction`
         of the mixture's bytes: n = ceil(filtered bytes x fraction / (1 - fraction) / mean
         textbook bytes), the mean measured on the first 32 prompts.
     python experiments/phi1/prepare_data.py mix --filtered=... --textbooks=... --out=ROOT/data/code_textbook
@@ -27,7 +27,8 @@ import pathlib
 import sys
 from typing import Any, Iterable
 
-from phi_jax.data import builders, procedural_textbook, synthetic
+from phi_jax.data import builders
+from phi_jax.curation import procedural_textbook, synthetic
 from phi_jax.data.builders.synthetic import read_records
 
 TEXTBOOK_SEED = 0

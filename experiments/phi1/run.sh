@@ -16,7 +16,7 @@
 #
 # Resumable: a training stage whose workdir has summary.json, and a data stage whose output
 # exists, is skipped (an interrupted training run resumes from its newest checkpoint; the
-# `python -m phi_jax.data` pipelines skip their finished stages themselves). Wall time of each
+# `python -m phi_jax.curation` pipelines skip their finished stages themselves). Wall time of each
 # stage is appended to $ROOT/wall_times.tsv (a rerun adds short lines for the two data pipelines,
 # which then only check their markers). STOP_AFTER=<stage> stops after that stage.
 set -euo pipefail

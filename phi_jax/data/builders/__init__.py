@@ -38,7 +38,7 @@ def build(name: str, data_dir: str | os.PathLike, *, prepare: bool = True,
 
   kwargs go to `make_config`: source_dir, suffixes, exclude_dirs, max_files, validation_fraction,
   min_bytes, max_bytes ('synthetic_textbooks' / 'synthetic_exercises': source_dir, the out_dir of
-  `phi_jax.data.synthetic`, and validation_fraction; 'filtered_corpus': source_dir with records.jsonl,
+  `phi_jax.curation.synthetic`, and validation_fraction; 'filtered_corpus': source_dir with records.jsonl,
   validation_fraction, max_files). Files are written once (`data_dir/<name>/<folder>_<hash>/<version>/`).
   """
   if name not in BUILDERS:

@@ -1,6 +1,6 @@
 """`filtered_corpus`: a TFDS dataset of documents that passed a `phi_jax.data` filter pipeline.
 
-The pipeline (`python -m phi_jax.data`, or `phi_jax.data.quality.write_dataset`) writes the kept
+The pipeline (`python -m phi_jax.curation`, or `phi_jax.curation.quality.write_dataset`) writes the kept
 documents to `OUT/records.jsonl`, one JSON object per line with a string `text`, an `id` and
 optionally a float `score` (the quality classifier's), then builds this dataset from that folder:
 
@@ -77,7 +77,7 @@ class FilteredCorpus(tfds.core.GeneratorBasedBuilder):
     filtered by size here: the pipeline did the filtering)."""
     if not source_dir:
       raise ValueError("filtered_corpus needs source_dir=: a folder with records.jsonl (the "
-                       "'dataset' stage of `python -m phi_jax.data` writes one)")
+                       "'dataset' stage of `python -m phi_jax.curation` writes one)")
     if max_bytes:
       raise ValueError("filtered_corpus does not filter by max_bytes; leave data.max_bytes unset")
     if not 0.0 <= validation_fraction < 1.0:

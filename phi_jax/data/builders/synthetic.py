@@ -1,6 +1,6 @@
 """`synthetic_textbooks` / `synthetic_exercises`: TFDS datasets of teacher-written data.
 
-`phi_jax.data.synthetic.generate_textbooks` / `generate_exercises` write the kept examples to
+`phi_jax.curation.synthetic.generate_textbooks` / `generate_exercises` write the kept examples to
 `OUT/records.jsonl` (one JSON object per line) and then build one of these from that folder:
 
     builder = builders.build('synthetic_textbooks', '/tmp/tfds', source_dir=OUT)
@@ -55,7 +55,7 @@ def read_records(source_dir: str | os.PathLike) -> list[dict[str, Any]]:
   """The records of `source_dir/records.jsonl`, with a clear error for a bad line."""
   path = pathlib.Path(source_dir) / RECORDS_FILE
   if not path.is_file():
-    raise ValueError(f"{path} does not exist: write it with phi_jax.data.synthetic."
+    raise ValueError(f"{path} does not exist: write it with phi_jax.curation.synthetic."
                      "generate_textbooks / generate_exercises (source_dir= is their out_dir)")
   records = []
   with path.open(encoding="utf-8") as f:
@@ -109,7 +109,7 @@ class _SyntheticBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
   def make_config(cls, source_dir: Optional[str | os.PathLike] = None, *,
                   validation_fraction: float = 0.02) -> SyntheticConfig:
     if not source_dir:
-      raise ValueError(f"{cls.name} needs source_dir=: the out_dir of phi_jax.data.synthetic")
+      raise ValueError(f"{cls.name} needs source_dir=: the out_dir of phi_jax.curation.synthetic")
     source = os.path.abspath(os.fspath(source_dir))
     if not 0.0 <= validation_fraction < 1.0:
       raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}")

@@ -2,9 +2,9 @@
 
 phi-1's CodeTextbook adds <1B tokens of GPT-3.5-written textbook text to the filtered code. No
 language model runs offline here, so `ProceduralTextbookTeacher` answers the prompts of
-`phi_jax.data.synthetic.textbook_prompts` (topic x audience x style x domain x extra x length)
+`phi_jax.curation.synthetic.textbook_prompts` (topic x audience x style x domain x extra x length)
 with TEMPLATED text: a short explanation of the topic, addressed to the audience, laid out in the
-style, with one to three worked examples. Each worked example is a `phi_jax.data.procedural`
+style, with one to three worked examples. Each worked example is a `phi_jax.curation.procedural`
 exercise of the TRAIN split (never a held-out 'test' family, never a 'validation'
 parameterisation): its task in prose, the function in a ```python block, a line-by-line
 walk-through, the example call traced, and its asserts. It is a procedural stand-in, not LLM
@@ -30,8 +30,8 @@ import random
 import re
 from typing import Any, Optional, Sequence
 
-from phi_jax.data import procedural
-from phi_jax.data import synthetic
+from phi_jax.curation import procedural
+from phi_jax.curation import synthetic
 
 VERSION = 1
 TRAIN_FAMILIES = tuple(f for f in procedural.FAMILIES if f not in procedural.HELDOUT_FAMILIES)
@@ -421,7 +421,7 @@ def write_textbook(meta: dict[str, Any], seed: int) -> tuple[str, list[procedura
 
 
 class ProceduralTextbookTeacher:
-  """A `phi_jax.data.teacher.Teacher` that writes textbook sections procedurally (module doc).
+  """A `phi_jax.curation.teacher.Teacher` that writes textbook sections procedurally (module doc).
 
   `complete` answers each prompt with `write_textbook(parse_prompt(prompt), seed)`, the seed made
   from (seed, prompt). max_tokens and temperature do not apply; stop strings still cut the text.

@@ -19,7 +19,7 @@ Two tests, as in phi-1 (arXiv 2306.11644, section 5), run against every item of 
      - the embedding cosine similarity is >= `embed_threshold`, where the embedding is, by default,
        a *lexical* one: TF-IDF of 1- to 3-grams of the normalised AST token sequence, fitted on the
        benchmark; or, when `embed_fn` is given (e.g. mean-pooled hidden states of a phi_jax model,
-       `phi_jax.data.quality.Embedder`), the cosine of that function's embeddings of the two
+       `phi_jax.curation.quality.Embedder`), the cosine of that function's embeddings of the two
        functions' source. (Set `embed_threshold` for your model: the report lists the scores.)
      - and the AST match rate (difflib's ratio 2M/T between the two normalised token sequences,
        1.0 = identical) is >= `ast_threshold`.

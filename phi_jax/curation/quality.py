@@ -20,7 +20,7 @@ buckets (batch_size x power-of-two lengths), padding gets segment id 0 (attends 
 nothing attends to it) and is left out of the mean: a document's embedding does not depend on
 its batch or bucket. An empty document embeds as zeros.
 
-Labels: `label_with_teacher` asks a teacher (`phi_jax.data.teacher`) the phi-1 question and parses
+Labels: `label_with_teacher` asks a teacher (`phi_jax.curation.teacher`) the phi-1 question and parses
 yes/no or a 0-10 score; `heuristic_label` is a STAND-IN for those GPT-4 labels, for offline runs
 and tests only: it scores docstring/comment density, documented functions, identifier length and
 line length. It is not what phi-1 did and says nothing about true educational value.

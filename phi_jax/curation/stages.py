@@ -1,4 +1,4 @@
-"""Data pipelines as chains of resumable stages (`python -m phi_jax.data --config=... --workdir=...`).
+"""Data pipelines as chains of resumable stages (`python -m phi_jax.curation --config=... --workdir=...`).
 
 A config lists its stages in order (`config.stages`); each stage reads the documents the previous
 one kept and writes, into `WORKDIR/<stage>/`:
@@ -44,9 +44,9 @@ from typing import Any, Callable, Optional, Sequence
 import ml_collections
 import numpy as np
 
-from phi_jax.data import decontam as decontam_lib
-from phi_jax.data import dedup as dedup_lib
-from phi_jax.data import quality as quality_lib
+from phi_jax.curation import decontam as decontam_lib
+from phi_jax.curation import dedup as dedup_lib
+from phi_jax.curation import quality as quality_lib
 
 VERSION = 1  # Bump when a stage's output for the same settings changes: every stage reruns.
 RECORDS = "records.jsonl"
@@ -311,7 +311,7 @@ PROBE_FIELDS = ("probe", "probe_prompt", "probe_max_tokens")
 
 def _teacher(ctx: Context):
   """`teacher.make_teacher` on config.teacher without the teacher stage's own probe fields."""
-  from phi_jax.data import teacher as teacher_lib  # pylint: disable=g-import-not-at-top
+  from phi_jax.curation import teacher as teacher_lib  # pylint: disable=g-import-not-at-top
   if "teacher" not in ctx.config:
     raise ValueError("This pipeline needs a `teacher` config section (teacher.teacher_config "
                      "fields: kind='openai' | 'local' | 'procedural', ...)")
@@ -341,7 +341,7 @@ def stage_teacher(ctx: Context, s: ml_collections.ConfigDict, records: Records,
 def stage_synthetic(ctx: Context, s: ml_collections.ConfigDict, records: Records,
                     out: pathlib.Path) -> StageOutput:
   del records
-  from phi_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+  from phi_jax.curation import synthetic  # pylint: disable=g-import-not-at-top
   teacher = _teacher(ctx)
   topics = list(s.topics) or None
   common = dict(topics=topics, max_tokens=s.max_tokens, temperature=s.temperature,
@@ -363,7 +363,7 @@ def stage_synthetic(ctx: Context, s: ml_collections.ConfigDict, records: Records
 def stage_validate(ctx: Context, s: ml_collections.ConfigDict, records: Records,
                    out: pathlib.Path) -> StageOutput:
   import ast  # pylint: disable=g-import-not-at-top
-  from phi_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+  from phi_jax.curation import synthetic  # pylint: disable=g-import-not-at-top
   reasons: dict[int, str] = {}
   for i, r in enumerate(records):
     if s.kind == "textbooks":
@@ -380,7 +380,7 @@ def stage_validate(ctx: Context, s: ml_collections.ConfigDict, records: Records,
     if s.require_tests and not r.get("tests"):
       reasons[i] = "no_tests"
   if s.kind == "exercises" and s.run_tests:
-    from phi_jax.data import procedural  # pylint: disable=g-import-not-at-top
+    from phi_jax.curation import procedural  # pylint: disable=g-import-not-at-top
     todo = [i for i, r in enumerate(records) if i not in reasons and r.get("tests")]
     programs = [records[i]["text"] + "\n\n" + "\n".join(records[i]["tests"]) + "\n" for i in todo]
     results = procedural.run_programs(programs, workers=s.workers or None,

@@ -19,8 +19,8 @@ Identical requests share one cached answer: make prompts distinct (the synthetic
 do) to get distinct samples.
 
 `ProceduralTeacher` is not a language model: it ignores what a prompt says and answers every
-prompt with an exercise from `phi_jax.data.procedural` (seeded by the prompt), written the way the
-exercise prompts of `phi_jax.data.synthetic` ask a teacher to write one. It stands in for a teacher
+prompt with an exercise from `phi_jax.curation.procedural` (seeded by the prompt), written the way the
+exercise prompts of `phi_jax.curation.synthetic` ask a teacher to write one. It stands in for a teacher
 on the exercise path only; `synthetic.generate_exercises` draws from it directly (with the task
 family kept) instead of prompting it.
 """
@@ -510,7 +510,7 @@ class LocalTeacher:
 
 
 class ProceduralTeacher:
-  """Exercises from `phi_jax.data.procedural`, no language model (see the module doc).
+  """Exercises from `phi_jax.curation.procedural`, no language model (see the module doc).
 
   `complete` answers every prompt with one exercise of `split`, drawn with a seed made from
   (seed, prompt) and formatted as a ```python block (signature, docstring, solution, asserts).
@@ -519,7 +519,7 @@ class ProceduralTeacher:
 
   def __init__(self, seed: int = 0, split: str = "train",
                families: Optional[Sequence[str]] = None):
-    from phi_jax.data import procedural  # pylint: disable=g-import-not-at-top
+    from phi_jax.curation import procedural  # pylint: disable=g-import-not-at-top
     procedural.check_split(split, families)
     self.seed, self.split = seed, split
     self.families = tuple(families) if families else None
@@ -529,13 +529,13 @@ class ProceduralTeacher:
 
   def exercises(self, n: int, seed: Optional[int] = None) -> list[Any]:
     """n verified-by-construction `procedural.Exercise`s (what `generate_exercises` uses)."""
-    from phi_jax.data import procedural  # pylint: disable=g-import-not-at-top
+    from phi_jax.curation import procedural  # pylint: disable=g-import-not-at-top
     return procedural.generate(n, seed=self.seed if seed is None else seed, split=self.split,
                                families=self.families)
 
   def complete(self, prompts: Sequence[str], *, max_tokens: int, temperature: float,
                stop: Optional[Sequence[str]] = None) -> list[str]:
-    from phi_jax.data import procedural  # pylint: disable=g-import-not-at-top
+    from phi_jax.curation import procedural  # pylint: disable=g-import-not-at-top
     stop = _check_request(prompts, max_tokens, temperature, stop)
     out = []
     for prompt in prompts:

@@ -40,8 +40,8 @@ import re
 import tempfile
 from typing import Any, Iterable, Optional, Sequence
 
-from phi_jax.data import procedural
-from phi_jax.data import teacher as teacher_lib
+from phi_jax.curation import procedural
+from phi_jax.curation import teacher as teacher_lib
 
 CODE_TOPICS = (
     "variables and assignment", "integer and float arithmetic", "string methods",
@@ -410,7 +410,7 @@ def generate_exercises(source: teacher_lib.Teacher, n: int, seed: int,
                        build: bool = True) -> GenerationStats:
   """n exercises from a teacher (prompted with `exercise_prompts(n, seed, topics)`, answers
   parsed with `parse_exercise`, asserts run in the sandbox) or, for a `ProceduralTeacher`, drawn
-  straight from `phi_jax.data.procedural` (its split; family kept; re-verified in the sandbox).
+  straight from `phi_jax.curation.procedural` (its split; family kept; re-verified in the sandbox).
   Writes out_dir and builds `synthetic_exercises` (see the module doc). Returns the counts."""
   out_dir = pathlib.Path(out_dir)
   stats = GenerationStats("exercise", n, teacher=source.name)

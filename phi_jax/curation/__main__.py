@@ -1,6 +1,6 @@
-"""Run (or resume) a data pipeline: python -m phi_jax.data --config=configs/data/FILE.py[:ARG] --workdir=DIR.
+"""Run (or resume) a data pipeline: python -m phi_jax.curation --config=configs/data/FILE.py[:ARG] --workdir=DIR.
 
-The config's `stages` run in order (see `phi_jax.data.stages`); each writes WORKDIR/<stage>/ and a
+The config's `stages` run in order (see `phi_jax.curation.stages`); each writes WORKDIR/<stage>/ and a
 stage.json marker, so rerunning the command skips what is finished and redoes what changed.
 Single fields are overridden on the command line (--config.quality.keep_fraction=0.3); the config
 is locked, so a misspelled field fails with the valid ones. At the end it prints a table of the
@@ -27,7 +27,7 @@ def main(argv) -> None:
   logging.set_verbosity(logging.ERROR)
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   tfds.disable_progress_bar()
-  from phi_jax.data import stages  # pylint: disable=g-import-not-at-top
+  from phi_jax.curation import stages  # pylint: disable=g-import-not-at-top
   try:
     stages.run(_CONFIG.value, _WORKDIR.value)
   except (ValueError, FileNotFoundError) as e:

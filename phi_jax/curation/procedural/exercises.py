@@ -1,0 +1,215 @@
+"""Drawing exercises from the families, the splits, and verification / pass@k in the sandbox."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import random
+import secrets
+import string
+import textwrap
+from typing import Any, Callable, Optional, Sequence
+
+from phi_jax.curation.procedural import control, dicts, lists, numbers, strings
+from phi_jax.curation.procedural.grammar import (ARG_NAMES, HELDOUT_FAMILIES, SPLITS,
+                                                VALIDATION_FRACTION,
+                                                VERSION, Exercise, Task)
+
+FAMILIES: dict[str, Callable[[random.Random], Task]] = {  # the draw order: keep it
+    "arith_linear": numbers.arith_linear,
+    "arith_poly": numbers.arith_poly,
+    "clamp": numbers.clamp,
+    "digits": numbers.digits,
+    "divisible": numbers.divisible,
+    "fizzbuzz": numbers.fizzbuzz,
+    "range_sum": numbers.range_sum,
+    "gcd_lcm": numbers.gcd_lcm,
+    "count_chars": strings.count_chars,
+    "string_transform": strings.string_transform,
+    "palindrome": strings.palindrome,
+    "word_stats": strings.word_stats,
+    "caesar": strings.caesar,
+    "run_length": strings.run_length,
+    "char_frequency": strings.char_frequency,
+    "string_case": strings.string_case,
+    "filter_map_reduce": lists.filter_map_reduce,
+    "running": lists.running,
+    "pairwise": lists.pairwise,
+    "windows": lists.windows,
+    "kth": lists.kth,
+    "rotate": lists.rotate,
+    "merge": lists.merge,
+    "dedupe": lists.dedupe,
+    "pair_count": lists.pair_count,
+    "dict_filter": dicts.dict_filter,
+    "group_by": dicts.group_by,
+    "word_count": dicts.word_count,
+    "grade": control.grade,
+    "piecewise": control.piecewise,
+    "loop_until": control.loop_until,
+    "matrix": control.matrix,
+}
+
+
+def _unit_hash(text: str) -> float:
+  return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big") / 2.0**64
+
+
+def check_split(split: str, families: Optional[Sequence[str]] = None) -> list[str]:
+  """The families `split` draws from (all of them, or `families` after checking they belong)."""
+  if split not in SPLITS:
+    raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+  allowed = [f for f in FAMILIES if split == "all" or
+             (f in HELDOUT_FAMILIES) == (split == "test")]
+  if families is None:
+    return allowed
+  unknown = sorted(set(families) - set(FAMILIES))
+  if unknown:
+    raise ValueError(f"Unknown task families {unknown}; known: {sorted(FAMILIES)}")
+  wrong = sorted(set(families) - set(allowed))
+  if wrong:
+    raise ValueError(f"Families {wrong} are not in split {split!r} (held-out families "
+                     f"{HELDOUT_FAMILIES} are only in 'test' and 'all')")
+  if not families:
+    raise ValueError("families must name at least one family (or be None for all)")
+  return [f for f in FAMILIES if f in families]
+
+
+def _in_split(family: str, key: str, split: str) -> bool:
+  if split == "all":
+    return True
+  if family in HELDOUT_FAMILIES:
+    return split == "test"
+  if split == "test":
+    return False
+  return (_unit_hash(key) < VALIDATION_FRACTION) == (split == "validation")
+
+
+def _render(family: str, task: Task, rng: random.Random) -> Exercise:
+  name = rng.choice(list(task.names))
+  argnames: list[str] = []
+  for pool, _ in task.args:
+    argnames.append(rng.choice([a for a in ARG_NAMES[pool] if a not in argnames and a != name]))
+  mapping = dict(zip("abc", argnames))
+  params = ", ".join(f"{a}: {t}" for a, (_, t) in zip(argnames, task.args))
+  body = string.Template(task.body).substitute(mapping)
+  tests, example = [], None
+  for args in task.inputs:
+    expected = task.ref(*copy.deepcopy(args))
+    call = f"{name}({', '.join(repr(a) for a in args)})"
+    tests.append(f"assert {call} == {expected!r}")
+    if example is None or (not example[2] and any(args)):
+      example = (call, repr(expected), any(args))
+  doc = textwrap.fill(string.Template(task.doc).substitute(mapping), width=92,
+                      initial_indent="    ", subsequent_indent="    ")
+  prompt = (f"def {name}({params}) -> {task.returns}:\n    \"\"\"{doc[4:]}\n\n"
+            f"    >>> {example[0]}\n    {example[1]}\n    \"\"\"\n")
+  key = f"{family}:{task.params!r}"
+  digest = hashlib.sha256((prompt + body + "\n".join(tests)).encode("utf-8")).hexdigest()
+  return Exercise(id=f"{family}-{digest[:12]}", family=family, prompt=prompt, solution=body,
+                  tests=tuple(tests), entry_point=name, key=key)
+
+
+def generate(n: int, seed: int = 0, split: str = "train",
+             families: Optional[Sequence[str]] = None) -> list[Exercise]:
+  """`n` distinct exercises of `split` (see the module doc), deterministic in all arguments.
+
+  Families are drawn uniformly; a draw outside the split or equal to an earlier one is skipped.
+  Raises ValueError when the split cannot yield `n` distinct exercises.
+  """
+  names = check_split(split, families)
+  if n < 0:
+    raise ValueError(f"n must be >= 0, got {n}")
+  rng = random.Random(f"phi_jax.procedural:{VERSION}:{seed}:{split}")
+  out: list[Exercise] = []
+  seen: set[str] = set()
+  attempts = 0
+  while len(out) < n:
+    attempts += 1
+    if attempts > 100 * n + 1000:
+      raise ValueError(f"Only {len(out)} distinct exercises of split {split!r} (families "
+                       f"{names}) in {attempts - 1} draws; ask for fewer or allow more families")
+    family = rng.choice(names)
+    draw = random.Random(rng.getrandbits(64))
+    task = FAMILIES[family](draw)
+    if not _in_split(family, f"{family}:{task.params!r}", split):
+      continue
+    exercise = _render(family, task, draw)
+    text = exercise.prompt + exercise.solution
+    if text not in seen:
+      seen.add(text)
+      out.append(exercise)
+  return out
+
+
+def format_response(exercise: Exercise) -> str:
+  """The exercise as a teacher is asked to write one: a ```python block with the function
+  (signature, docstring, body) and then its asserts."""
+  return ("```python\n" + exercise.prompt + exercise.solution + "\n\n" + "\n".join(exercise.tests)
+          + "\n```\n")
+
+
+def run_programs(programs: Sequence[str], *, workers: Optional[int] = None,
+                 timeout_s: float = 10.0) -> list[Any]:
+  """Runs programs in the sandbox (`phi_jax.evals.execution.execute_many`), each followed by a
+  line printing a random sentinel that 'passed' requires: a program that exits early (e.g.
+  `sys.exit(0)` in a completion, before the asserts) fails."""
+  from phi_jax.evals import execution  # pylint: disable=g-import-not-at-top
+  sentinel = f"__phi_jax_exercise_done_{secrets.token_hex(8)}__"
+  return execution.execute_many([p + f"\nprint({sentinel!r})\n" for p in programs],
+                                workers=workers, sentinels=[sentinel] * len(programs),
+                                timeout_s=timeout_s)
+
+
+def verify(exercises: Sequence[Exercise], *, workers: Optional[int] = None,
+           timeout_s: float = 10.0) -> list[Any]:
+  """Runs each reference solution against its asserts in the sandbox -> one ExecResult each
+  (`.passed`, `.status`, `.stderr`)."""
+  return run_programs([ex.program() for ex in exercises], workers=workers, timeout_s=timeout_s)
+
+
+def evaluate_exercises(exercises: Sequence[Exercise], completions: Sequence[Any], *,
+                       k: Sequence[int] = (1,), workers: Optional[int] = None,
+                       timeout_s: float = 10.0) -> dict[str, Any]:
+  """Execution-based pass@k on procedural exercises (HumanEval protocol; the unbiased
+  estimator of `phi_jax.evals.passk`).
+
+  Args:
+    exercises: the problems.
+    completions: per exercise, one completion (str) or a list of n samples; a completion
+      continues the prompt (the function body), as in HumanEval.
+    k: the pass@k values to report; each needs k <= the number of samples of every problem.
+
+  Returns:
+    {'pass@1': float, ..., 'num_problems', 'samples_per_problem' (min),
+     'per_family': {family: pass@1}, 'problems': [{'id', 'family', 'passed': [bool], 'status':
+     [str]}]}.
+  """
+  if len(completions) != len(exercises):
+    raise ValueError(f"{len(completions)} completions for {len(exercises)} exercises: pass one "
+                     "entry (a string or a list of samples) per exercise")
+  samples = [[c] if isinstance(c, str) else list(c) for c in completions]
+  if not exercises or min(len(s) for s in samples) == 0:
+    raise ValueError("every exercise needs at least one completion")
+  n_min = min(len(s) for s in samples)
+  if any(kk < 1 or kk > n_min for kk in k):
+    raise ValueError(f"k={tuple(k)} needs 1 <= k <= the fewest samples per problem ({n_min})")
+  from phi_jax.evals.passk import pass_at_k  # pylint: disable=g-import-not-at-top
+  programs = [ex.program(c) for ex, cs in zip(exercises, samples) for c in cs]
+  results = iter(run_programs(programs, workers=workers, timeout_s=timeout_s))
+  problems = []
+  for ex, cs in zip(exercises, samples):
+    rs = [next(results) for _ in cs]
+    problems.append({"id": ex.id, "family": ex.family, "passed": [bool(r.passed) for r in rs],
+                     "status": [r.status for r in rs]})
+  out: dict[str, Any] = {}
+  for kk in k:
+    out[f"pass@{kk}"] = sum(pass_at_k(len(p["passed"]), sum(p["passed"]), kk)
+                            for p in problems) / len(problems)
+  per_family: dict[str, list[float]] = {}
+  for p in problems:
+    per_family.setdefault(p["family"], []).append(sum(p["passed"]) / len(p["passed"]))
+  out.update(num_problems=len(problems), samples_per_problem=n_min,
+             per_family={f: sum(v) / len(v) for f, v in sorted(per_family.items())},
+             problems=problems)
+  return out
