@@ -302,13 +302,6 @@ def functions(text: str) -> list[tuple[str, ast.AST]]:
   return found
 
 
-def ast_match_rate(a: Sequence[str], b: Sequence[str]) -> float:
-  """2 * matches / (len(a) + len(b)) between two normalised token sequences (1.0 = identical)."""
-  if not a and not b:
-    return 1.0
-  return difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
-
-
 # ---- the benchmark index -----------------------------------------------------------------------
 
 @dataclasses.dataclass

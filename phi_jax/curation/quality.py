@@ -41,7 +41,7 @@ import re
 import tempfile
 import time
 import tokenize
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -424,13 +424,3 @@ def write_jsonl(path: str | os.PathLike, rows: Sequence[dict[str, Any]]) -> None
   except BaseException:
     pathlib.Path(tmp).unlink(missing_ok=True)
     raise
-
-
-def embed_fn_for_decontam(embedder: Embedder) -> Callable[[Sequence[str]], np.ndarray]:
-  """The embedder as `decontam.scan(embed_fn=...)` wants it (with a description for reports)."""
-
-  def embed(texts: Sequence[str]) -> np.ndarray:
-    return embedder(texts)
-
-  embed.description = embedder.description  # type: ignore[attr-defined]
-  return embed

@@ -65,7 +65,7 @@ _PRESETS: dict[str, dict[str, Any]] = {
         logit_multiplier=1.0 / 8),
 }
 
-# Published parameter totals (MODELS.md), for the preset tests and `describe`.
+# Published parameter totals (MODELS.md), for the preset tests.
 PUBLISHED_PARAMS = {
     "phi-1": 1.42e9, "phi-1.5": 1.42e9, "phi-2": 2.78e9, "phi-3-mini-4k": 3_821_079_552,
     "phi-3-mini-128k": 3_821_079_552, "phi-3-small-8k": 7.39e9, "phi-3-medium-4k": 13.96e9,
