@@ -1,5 +1,5 @@
 """SkipDecode (Del Corro et al., arXiv 2307.02628): fine-tune a model with a position-wise layer
-schedule so that batched, KV-cached decoding can skip layers (../shared/SKIPDECODE.md).
+schedule so that batched, KV-cached decoding can skip layers (docs/SKIPDECODE.md).
 
 Variants (comma-separated, e.g. `:finetune,speedup=3,init_from=workdirs/sd_base`):
 

@@ -6,7 +6,7 @@
     sched.nominal_speedup(64)        # L / mean n(t) over 64 generated tokens
     generate(cfg, params, prompts, max_new_tokens=64, skip=sched)   # phi_jax.decoding
 
-The method (../shared/SKIPDECODE.md, Del Corro et al. 2023), with t = 0, 1, ... the index of the
+The method (docs/SKIPDECODE.md, Del Corro et al. 2023), with t = 0, 1, ... the index of the
 generated token being processed (the prompt's last position produces g_0 at full depth; step t
 feeds g_t back and produces g_{t+1}):
 

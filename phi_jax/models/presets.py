@@ -3,7 +3,7 @@
     cfg = presets.get('phi-2')
     cfg = presets.get('tiny-serial', num_layers=4)     # overrides are validated
 
-Numbers are from ../shared/MODELS.md (read from the released config.json files and the papers).
+Numbers are from docs/MODELS.md (read from the released config.json files and the papers).
 LongRoPE factors of phi-3-mini-128k ship with its config.json: the preset carries neutral (1.0)
 factors of the right length, and `phi_jax.convert.hf.load` reads the real ones.
 """

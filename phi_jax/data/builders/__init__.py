@@ -1,5 +1,17 @@
 """TFDS dataset builders (array_record, no TensorFlow) and `build`, which prepares one on demand.
 
+The six datasets (`BUILDERS`):
+  code_corpus          .py files of a folder (default: this interpreter's standard library),
+                       split into train / validation by file (code_corpus.py)
+  text_corpus          prose files (e.g. Debian's python3.11-doc reST), the same machinery
+                       (text_corpus.py)
+  docstring_code       signature + docstring -> function body pairs from the same files, for
+                       prompt_completion training (docstring_code.py)
+  synthetic_textbooks  synthetic textbook sections written by `phi_jax.curation.synthetic`
+  synthetic_exercises  synthetic exercises (prompt / target), the same (synthetic.py)
+  filtered_corpus      the kept documents of a `python -m phi_jax.curation` pipeline, with their
+                       quality scores (filtered_corpus.py)
+
     builder = build('code_corpus', '/tmp/tfds', max_files=30)   # stdlib .py files, 30 of them
     train = builder.as_data_source('train')                      # train[i] -> {'text': b'...', ...}
 
@@ -28,18 +40,20 @@ BUILDERS: dict[str, type[tfds.core.GeneratorBasedBuilder]] = {
     "synthetic_textbooks": SyntheticTextbooks, "synthetic_exercises": SyntheticExercises,
     "filtered_corpus": FilteredCorpus}
 
-__all__ = ["BUILDERS", "CodeCorpus", "DocstringCode", "FilteredCorpus", "FileCorpusBuilder", "FileCorpusConfig", "TextCorpus", "build",
-           "list_files", "split_files", "SyntheticExercises", "SyntheticTextbooks"]
+__all__ = ["BUILDERS", "CodeCorpus", "DocstringCode", "FilteredCorpus", "FileCorpusBuilder",
+           "FileCorpusConfig", "TextCorpus", "build", "list_files", "split_files",
+           "SyntheticExercises", "SyntheticTextbooks"]
 
 
 def build(name: str, data_dir: str | os.PathLike, *, prepare: bool = True,
           **kwargs: Any) -> tfds.core.DatasetBuilder:
-  """The builder `name` ('code_corpus' | 'text_corpus' | 'docstring_code') for `kwargs`, prepared under `data_dir`.
+  """The builder `name` (a key of `BUILDERS`) for `kwargs`, prepared under `data_dir`.
 
-  kwargs go to `make_config`: source_dir, suffixes, exclude_dirs, max_files, validation_fraction,
-  min_bytes, max_bytes ('synthetic_textbooks' / 'synthetic_exercises': source_dir, the out_dir of
-  `phi_jax.curation.synthetic`, and validation_fraction; 'filtered_corpus': source_dir with records.jsonl,
-  validation_fraction, max_files). Files are written once (`data_dir/<name>/<folder>_<hash>/<version>/`).
+  kwargs go to the builder's `make_config`: source_dir, suffixes, exclude_dirs, max_files,
+  validation_fraction, min_bytes, max_bytes for the file corpora ('synthetic_textbooks' /
+  'synthetic_exercises': source_dir, the out_dir of `phi_jax.curation.synthetic`, and
+  validation_fraction; 'filtered_corpus': source_dir with records.jsonl, validation_fraction,
+  max_files). Files are written once (`data_dir/<name>/<folder>_<hash>/<version>/`).
   """
   if name not in BUILDERS:
     raise ValueError(f"Unknown dataset {name!r}; known: {sorted(BUILDERS)}")
