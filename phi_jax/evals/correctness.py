@@ -23,15 +23,21 @@ def sentinel_line() -> str:
 
 def score(problems: Sequence[dict[str, Any]], samples: Sequence[dict[str, Any]],
           build: Callable[[dict[str, Any], str, str], str], *, k: Sequence[int] = (1,),
-          timeout_s: float = 10.0, memory_mb: int = 1024, workers: Optional[int] = None,
-          isolation_level: str = "auto", progress: bool = False) -> dict[str, Any]:
+          timeout_s: float = 10.0, cpu_s: Optional[float] = None, memory_mb: int = 1024,
+          workers: Optional[int] = None, isolation_level: str = "auto",
+          require_isolation: Optional[str] = None, progress: bool = False) -> dict[str, Any]:
   """Scores `samples` ({'task_id', 'completion'}) against `problems` (with 'task_id').
 
   build(problem, completion, sentinel) -> the program to run.
+  timeout_s / cpu_s: wall / CPU limits per program (cpu_s default: timeout_s).
+  isolation_level / require_isolation: the sandbox level ('auto' = strongest available) and the
+  weakest one accepted (`execution.isolation`); IsolationError before anything runs if unmet.
   Returns {'pass@k': ..., 'num_problems', 'num_samples', 'statuses': {status: count},
-  'problems': [{'task_id', 'n', 'correct', 'pass@k'..., 'samples': [{'completion', 'status',
-  'reason', 'stderr'}]}]} over the problems that have samples, in problem order.
+  'isolation': {'level', 'reason', ...} (execution.Isolation.as_dict), 'problems': [{'task_id',
+  'n', 'correct', 'pass@k'..., 'samples': [{'completion', 'status', 'reason', 'stderr'}]}]} over
+  the problems that have samples, in problem order.
   """
+  iso = execution.isolation(isolation_level, require=require_isolation)
   by_id = {str(p["task_id"]): p for p in problems}
   for s in samples:
     if str(s.get("task_id")) not in by_id:
@@ -43,8 +49,9 @@ def score(problems: Sequence[dict[str, Any]], samples: Sequence[dict[str, Any]],
   programs = [build(by_id[str(s["task_id"])], s["completion"], sentinel)
               for s, sentinel in zip(samples, sentinels)]
   results = execution.execute_many(programs, sentinels=sentinels, workers=workers,
-                                   timeout_s=timeout_s, memory_mb=memory_mb,
-                                   isolation_level=isolation_level, progress=progress)
+                                   timeout_s=timeout_s, cpu_s=cpu_s, memory_mb=memory_mb,
+                                   isolation_level=isolation_level,
+                                   require_isolation=require_isolation, progress=progress)
   grouped: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
   for s, r in zip(samples, results):
     grouped[str(s["task_id"])].append({
@@ -62,5 +69,5 @@ def score(problems: Sequence[dict[str, Any]], samples: Sequence[dict[str, Any]],
   return {**passk.mean_pass_at_k(counts, k), "num_problems": len(per_problem),
           "num_samples": len(samples),
           "statuses": dict(collections.Counter(r.status for r in results)),
-          "isolation": str(execution.isolation(isolation_level)),
+          "isolation": iso.as_dict(),
           "problems": per_problem}

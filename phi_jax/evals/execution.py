@@ -2,23 +2,32 @@
 
     result = execute("assert 1 + 1 == 2", timeout_s=5)     # ExecResult(status='passed', ...)
     results = execute_many(programs, workers=8)              # same order as `programs`
-    print(isolation())                                       # what this machine gives
+    iso = isolation()                                        # Isolation(level, reason, ...)
+    execute_many(programs, require_isolation="namespaces")   # IsolationError if weaker here
 
 Every program runs in a fresh working directory, with closed stdin, a scrubbed environment, and
 limits on wall time, CPU time, address space, processes (threads count), file size and open files.
 How much more isolation it gets depends on what the machine allows; `isolation()` probes once and
-picks the strongest level that works (or the one named by `$PHI_JAX_SANDBOX` / `isolation=`):
+picks the strongest level that works (or the one named by `$PHI_JAX_SANDBOX` / `isolation_level=`):
 
   namespaces  (root)   new network, PID, mount, IPC and UTS namespaces (`unshare`); the program
                        runs as a per-run unprivileged uid; every mount is read-only and /tmp,
-                       /var/tmp, /dev/shm are private tmpfs; killing the namespace's init kills
-                       every descendant.
+                       /var/tmp, /dev/shm are private tmpfs; the interpreter's folders, wherever
+                       they are (under /root, a 0700 `mktemp -d` folder, /tmp), are bind-mounted
+                       back read-only at their own paths with the rest of their private parent
+                       hidden (sandbox_procs.exposed); killing the namespace's init kills every
+                       descendant.
   userns      (user)   the same namespaces inside an unprivileged user namespace, with every
                        capability dropped; the program keeps the caller's uid outside.
   uid         (root)   no namespaces: a per-run uid (so RLIMIT_NPROC is exact and `kill(-1)` as
                        that uid reaps every descendant) plus the audit-hook guard (sandbox_guard).
   rlimits     (user)   rlimits, a new session, descendants found by an environment token, and the
                        audit-hook guard. Best effort: see README "Sandbox threat model".
+
+No fallback is silent: the chosen level and why the stronger ones are unavailable are logged
+(`execute_many`: every call) and kept in `Isolation.reason`, which the HumanEval/MBPP/procedural
+results record ('isolation'); `require_isolation=` (or `$PHI_JAX_SANDBOX_REQUIRE`) refuses to run
+below a level.
 
 Per-run uids come from sandbox_procs.UID_BASE .. UID_BASE + UID_POOL - 1, leased with a lock
 file each, so concurrent evaluators (threads or processes) never share one.
@@ -40,18 +49,21 @@ import signal
 import subprocess
 import sys
 import tempfile
+import logging
 import threading
 import time
 from typing import Optional, Sequence
 
 from phi_jax.evals import sandbox_procs as procs
 
-LEVELS = ("namespaces", "userns", "uid", "rlimits")
+_log = logging.getLogger(__name__)
+LEVELS = ("namespaces", "userns", "uid", "rlimits")   # strongest first
 _HERE = pathlib.Path(__file__).resolve().parent
 _INIT = str(_HERE / "sandbox_init.py")
 _GUARD = str(_HERE / "sandbox_guard.py")
 _UNSHARE_FLAGS = ["--net", "--pid", "--mount", "--ipc", "--uts", "--fork", "--kill-child",
                   "--mount-proc"]
+_DRAIN_S = 1.0   # after the program ended or was killed: time for its output pipes to close
 _DESCRIPTIONS = {
     "namespaces": "network/PID/mount/IPC/UTS namespaces, per-run uid, read-only filesystem with "
                   "private /tmp, rlimits",
@@ -86,13 +98,32 @@ class ExecResult:
 
 @dataclasses.dataclass(frozen=True)
 class Isolation:
+  """The level programs run at, and why that one.
+
+  reason: 'strongest level', 'named by ...', or why each stronger level is unavailable here.
+  fell_back: a stronger level exists but does not work here (needs root, no `unshare`, ...).
+  degraded: a stronger level that should work here (its requirements are met) failed its probe,
+  i.e. something is broken rather than merely absent.
+  """
   level: str
   description: str
-  fallback_reason: str = ""   # why stronger levels were not used
+  reason: str
+  fell_back: bool = False
+  degraded: bool = False
+
+  @property
+  def best_effort(self) -> bool:
+    return self.level in ("uid", "rlimits")
+
+  def as_dict(self) -> dict:
+    """For results JSON: {'level', 'reason', 'description', 'fell_back', 'degraded',
+    'best_effort'}."""
+    return {"level": self.level, "reason": self.reason, "description": self.description,
+            "fell_back": self.fell_back, "degraded": self.degraded,
+            "best_effort": self.best_effort}
 
   def __str__(self) -> str:
-    note = f" (fell back: {self.fallback_reason})" if self.fallback_reason else ""
-    return f"{self.level}: {self.description}{note}"
+    return f"{self.level}: {self.description} [{self.reason}]"
 
 
 class _Capture:
@@ -165,6 +196,11 @@ def _error(reason: str, start: float, level: str) -> ExecResult:
   return ExecResult("error", False, None, "", "", reason, time.monotonic() - start, None, level)
 
 
+@functools.lru_cache(maxsize=None)
+def _guard_source() -> str:
+  return pathlib.Path(_GUARD).read_text(encoding="utf-8")
+
+
 def _run(program: str, level: str, limits: _Limits, sentinel: Optional[str],
          python: str) -> ExecResult:
   start = time.monotonic()
@@ -183,12 +219,14 @@ def _run(program: str, level: str, limits: _Limits, sentinel: Optional[str],
         os.chown(host_workdir, uid, uid)
       token = secrets.token_hex(16) if level == "rlimits" else None
     workdir = host_workdir or "/tmp/sandbox"
-    argv = [python, "-s", "main.py"] if host_workdir is None else [python, "-s", _GUARD, "main.py"]
+    # The guard goes in as source (-c): the per-run uid may not be able to read the checkout.
+    argv = ([python, "-s", "main.py"] if host_workdir is None
+            else [python, "-s", "-c", _guard_source(), "main.py"])
     spec = {"level": level, "uid": uid, "gid": uid, "workdir": host_workdir,
             "tmpfs_mb": limits.file_mb + 8, "rlimits": _rlimits(level, limits), "argv": argv,
             "env": _program_env(workdir, token), "program": program,
             "alarm_s": math.ceil(limits.timeout_s) + 2,
-            "expose": procs.exposed(python) if level == "namespaces" else {}}
+            "expose": procs.exposed(python, level) if level in ("namespaces", "userns") else {}}
     return _launch(spec, level, limits, sentinel, start, uid, token)
   except (OSError, RuntimeError, subprocess.SubprocessError) as e:
     return _error(f"sandbox failed: {type(e).__name__}: {e}", start, level)
@@ -259,8 +297,10 @@ def _pump(proc: subprocess.Popen, status_r: int, spec: bytes, out: _Capture, err
           status: bytearray, deadline: float, kill_all) -> bool:
   """Feeds the spec, reads stdout/stderr/status until all close. Returns whether it timed out.
 
-  When the launcher closes the status pipe (the program ended), leftover descendants are killed and
-  the output pipes get one more second to drain.
+  When the launcher closes the status pipe (the program ended) or the wall limit passes, every
+  process of the run is killed and the output pipes get `_DRAIN_S` more to reach end of file;
+  whatever is still buffered in them then is read before giving up, so what the program wrote is
+  kept however late this thread got to run (a loaded machine delays the reader, not the data).
   """
   sel = selectors.DefaultSelector()
   os.set_blocking(proc.stdin.fileno(), False)
@@ -269,6 +309,13 @@ def _pump(proc: subprocess.Popen, status_r: int, spec: bytes, out: _Capture, err
   sel.register(proc.stderr, selectors.EVENT_READ, err)
   sel.register(status_r, selectors.EVENT_READ, status)
   view, timed_out, finished = memoryview(spec), False, False
+
+  def take(key, data: bytes) -> None:
+    if key.data is status:
+      status.extend(data[:max(0, (1 << 16) - len(status))])
+    else:
+      key.data.add(data)
+
   try:
     while len(sel.get_map()) > 0:
       remaining = deadline - time.monotonic()
@@ -277,7 +324,7 @@ def _pump(proc: subprocess.Popen, status_r: int, spec: bytes, out: _Capture, err
           break
         timed_out, finished = True, True
         kill_all()
-        deadline = time.monotonic() + 1.0
+        deadline = time.monotonic() + _DRAIN_S
         continue
       for key, _ in sel.select(remaining):
         if key.fileobj is proc.stdin:
@@ -295,11 +342,21 @@ def _pump(proc: subprocess.Popen, status_r: int, spec: bytes, out: _Capture, err
           if key.fileobj is status_r and not finished:
             finished = True
             kill_all()
-            deadline = min(deadline, time.monotonic() + 1.0)
-        elif key.data is status:
-          status += data[:1 << 16]
+            deadline = time.monotonic() + _DRAIN_S
         else:
-          key.data.add(data)
+          take(key, data)
+    for key in list(sel.get_map().values()):  # drain what is buffered, without waiting
+      if key.fileobj is proc.stdin:
+        continue
+      os.set_blocking(key.fd, False)
+      for _ in range(256):  # bounded: a writer that survived the kill could write forever
+        try:
+          data = os.read(key.fd, 65536)
+        except BlockingIOError:
+          break
+        if not data:
+          break
+        take(key, data)
   finally:
     sel.close()
   return timed_out
@@ -321,6 +378,9 @@ def _classify(status: bytearray, out: _Capture, err: _Capture, timed_out: bool, 
   stdout, stderr = out.text(), err.text()
   if timed_out:
     status_, reason = "timeout", f"wall time limit of {limits.timeout_s:g} s"
+  elif exit_ is not None and exit_.get("alarm") and code == -signal.SIGKILL:
+    status_, reason = "timeout", (f"wall time limit of {limits.timeout_s:g} s (the launcher's "
+                                  "own alarm: the evaluator did not stop it in time)")
   elif setup is not None:
     status_, reason = "error", f"sandbox setup failed: {setup.get('message')}"
   elif exit_ is None:
@@ -347,36 +407,47 @@ def _classify(status: bytearray, out: _Capture, err: _Capture, timed_out: bool, 
 
 def default_python() -> str:
   """The interpreter programs run with: the real file behind this process's base interpreter
-  (a venv's `python` is a link to it). Programs need only the standard library, and the venv
-  itself may sit under /tmp, which the namespaces level replaces with a private tmpfs."""
+  (a venv's `python` is a link to it). Programs need only the standard library, so the venv (and
+  the checkout) need not be reachable from inside the sandbox; the base interpreter's own folders
+  are exposed to the run wherever they live (sandbox_procs.exposed)."""
   return os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
-
-
-def _candidates() -> list[str]:
-  return ["namespaces", "uid", "rlimits"] if os.geteuid() == 0 else ["userns", "rlimits"]
 
 
 def _available(level: str, python: str) -> str:
   """'' if `level` can be tried here, else why not."""
-  if level in ("namespaces", "uid") and os.geteuid() != 0:
-    return f"level '{level}' needs root"
+  root = os.geteuid() == 0
+  if level in ("namespaces", "uid") and not root:
+    return "needs root"
+  if level == "userns" and root:
+    return ("not used as root: it would map the program to the real root (capabilities "
+            "dropped); root gets 'namespaces' or 'uid' instead")
   if level in ("namespaces", "userns") and shutil.which("unshare") is None:
     return "util-linux `unshare` is not on PATH"
   if level == "uid" and not procs.uid_pool_mapped():
     return f"uids {procs.UID_BASE}+{procs.UID_POOL} are not mapped in this user namespace"
-  if level == "uid" and procs.exposed(python):
-    return (f"the interpreter {python} is under a directory other uids cannot enter "
-            f"({', '.join(procs.exposed(python))}); pass python= an interpreter outside it")
+  try:
+    if level == "uid" and procs.exposed(python, "uid"):
+      return (f"the interpreter {python} is under a directory other uids cannot enter "
+              f"({', '.join(procs.exposed(python, 'uid'))}) and this level has no mount "
+              "namespace to expose it in; pass python= an interpreter outside it")
+    if level in ("namespaces", "uid") and procs.unreadable(python):
+      return (f"the per-run uid cannot read the interpreter: {', '.join(procs.unreadable(python))}"
+              "; make them readable by others (chmod o+rX) or pass python= another interpreter")
+    if level in ("namespaces", "userns"):
+      procs.exposed(python, level)
+  except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+    return str(e)
   return ""
 
 
 @functools.lru_cache(maxsize=None)
 def _probe(level: str, python: str) -> str:
-  """'' if a trivial program passes at this level, else what went wrong."""
+  """'' if a trivial program passes at this level, else what went wrong. The limits are generous
+  (a loaded machine must not make a working level look broken); a broken one fails fast."""
   why = _available(level, python)
   if why:
     return why
-  limits = _Limits(30.0, 1024, 30.0, 16, 16, 4096)
+  limits = _Limits(120.0, 1024, 30.0, 16, 16, 4096)
   result = _run("print('sandbox ok')", level, limits, "sandbox ok", python)
   if result.passed:
     return ""
@@ -384,36 +455,93 @@ def _probe(level: str, python: str) -> str:
 
 
 _probe_lock = threading.Lock()
+_logged: set[Isolation] = set()
 
 
-def isolation(level: str = "auto", *, python: Optional[str] = None) -> Isolation:
-  """The isolation level programs get: `level`, or for 'auto' `$PHI_JAX_SANDBOX` or the strongest
-  level that runs a trivial program here (probed once per process). Raises RuntimeError if a named
-  level does not work here, saying why."""
+class IsolationError(RuntimeError):
+  """The sandbox cannot give the isolation that was asked for (a named or required level)."""
+
+
+def _strength(level: str) -> int:
+  """0 for the strongest level; larger is weaker."""
+  return LEVELS.index(level)
+
+
+def _check_level(level: str, what: str) -> str:
+  if level not in LEVELS:
+    raise ValueError(f"unknown sandbox level {level!r} for {what}; expected one of {LEVELS}"
+                     + (" or 'auto'" if what == "isolation_level" else ""))
+  return level
+
+
+def isolation(level: str = "auto", *, python: Optional[str] = None,
+              require: Optional[str] = None) -> Isolation:
+  """The isolation programs get, and why.
+
+  level: 'auto' (default; or `$PHI_JAX_SANDBOX` when set) picks the strongest level that runs a
+  trivial program here (probed once per process and interpreter); a named level must work.
+  require: the weakest level accepted (default `$PHI_JAX_SANDBOX_REQUIRE`, else any): 'auto'
+  falling back below it raises instead of running programs with less isolation.
+  Raises IsolationError saying why each stronger level does not work here.
+  """
   python = python or default_python()
-  if level == "auto":
-    level = os.environ.get("PHI_JAX_SANDBOX", "auto")
-  if level != "auto" and level not in LEVELS:
-    raise ValueError(f"unknown sandbox level {level!r}; expected 'auto' or one of {LEVELS}")
+  requested = "isolation_level"
+  if level == "auto" and os.environ.get("PHI_JAX_SANDBOX"):
+    level, requested = os.environ["PHI_JAX_SANDBOX"], "$PHI_JAX_SANDBOX"
+  if level != "auto":
+    _check_level(level, "isolation_level")
+  if require is None and os.environ.get("PHI_JAX_SANDBOX_REQUIRE"):
+    require = os.environ["PHI_JAX_SANDBOX_REQUIRE"]
+  if require is not None:
+    _check_level(require, "require_isolation")
   with _probe_lock:
-    if level != "auto":
-      why = _probe(level, python)
-      if why:
-        raise RuntimeError(f"sandbox level '{level}' does not work here: {why}")
-      return Isolation(level, _DESCRIPTIONS[level])
-    reasons = []
-    for candidate in _candidates():
-      why = _probe(candidate, python)
-      if not why:
-        return Isolation(candidate, _DESCRIPTIONS[candidate], "; ".join(reasons))
-      reasons.append(f"{candidate}: {why}")
-  raise RuntimeError("no sandbox level works here: " + "; ".join(reasons))
+    chosen = _resolve(level, python, requested)
+  if require is not None and _strength(chosen.level) > _strength(require):
+    raise IsolationError(
+        f"the sandbox gives level '{chosen.level}' here, weaker than the required "
+        f"'{require}' ({chosen.reason}). Fix what stops the stronger levels (e.g. run as root "
+        f"with util-linux `unshare`), or accept a weaker level with require_isolation= / "
+        f"--require_isolation / $PHI_JAX_SANDBOX_REQUIRE.")
+  return chosen
+
+
+@functools.lru_cache(maxsize=None)
+def _resolve(level: str, python: str, requested: str) -> Isolation:
+  """isolation() without the requirement check; cached (callers hold _probe_lock)."""
+  if level != "auto":
+    why = _probe(level, python)
+    if why:
+      raise IsolationError(f"sandbox level '{level}' (named by {requested}) does not work here: "
+                           f"{why}")
+    return Isolation(level, _DESCRIPTIONS[level], f"named by {requested}={level!r}")
+  reasons, degraded = [], False
+  for candidate in LEVELS:
+    why = _probe(candidate, python)
+    if not why:
+      reason = ("strongest level" if not reasons
+                else "stronger levels unavailable: " + "; ".join(reasons))
+      return Isolation(candidate, _DESCRIPTIONS[candidate], reason, bool(reasons), degraded)
+    reasons.append(f"{candidate}: {why}")
+    degraded = degraded or not _available(candidate, python)
+  raise IsolationError("no sandbox level works here: " + "; ".join(reasons))
+
+
+def log_isolation(iso: Isolation, *, once: bool = False) -> None:
+  """Logs the level and why: WARNING when it fell back or is best effort, else INFO.
+  once: only the first time this process sees `iso`."""
+  if once and iso in _logged:
+    return
+  _logged.add(iso)
+  weak = iso.degraded or iso.best_effort
+  _log.log(logging.WARNING if weak else logging.INFO, "sandbox isolation: %s (%s)", iso.level,
+           iso.reason)
 
 
 def execute(program: str, *, timeout_s: float = 10.0, memory_mb: int = 1024,
             cpu_s: Optional[float] = None, max_processes: int = 16, file_mb: int = 16,
             output_bytes: int = 1 << 16, sentinel: Optional[str] = None,
-            isolation_level: str = "auto", python: Optional[str] = None) -> ExecResult:
+            isolation_level: str = "auto", require_isolation: Optional[str] = None,
+            python: Optional[str] = None) -> ExecResult:
   """Runs `program` (Python source) in the sandbox and reports how it ended.
 
   timeout_s: wall-clock limit; cpu_s: CPU-time limit (default: timeout_s, rounded up).
@@ -422,12 +550,18 @@ def execute(program: str, *, timeout_s: float = 10.0, memory_mb: int = 1024,
   levels the private /tmp's size). output_bytes: kept per stream.
   sentinel: if given, 'passed' also requires this exact line on stdout, which proves the program
   reached its end (a harness prints it after its checks; see humaneval.py).
+  isolation_level / require_isolation: as `isolation(level, require=)`; the chosen level and why
+  are logged the first time this process uses it (`execute_many` logs them on every call).
+  python: the interpreter programs run with (default: `default_python()`).
   Never raises for anything the program does; sandbox failures come back as status 'error'.
+  Raises IsolationError if the named or required isolation is not available here.
   """
   if timeout_s <= 0 or memory_mb <= 0 or max_processes <= 0 or file_mb <= 0:
     raise ValueError("timeout_s, memory_mb, max_processes and file_mb must be positive")
   python = python or default_python()
-  level = isolation(isolation_level, python=python).level
+  iso = isolation(isolation_level, python=python, require=require_isolation)
+  log_isolation(iso, once=True)
+  level = iso.level
   limits = _Limits(float(timeout_s), int(memory_mb), float(cpu_s or timeout_s), int(max_processes),
                    int(file_mb), int(output_bytes))
   return _run(program, level, limits, sentinel, python)
@@ -438,12 +572,14 @@ def execute_many(programs: Sequence[str], *, workers: Optional[int] = None,
                  **kwargs) -> list[ExecResult]:
   """`execute` over many programs on `workers` threads (default: CPU count), in input order.
 
-  sentinels: one per program (or None). kwargs go to `execute`.
+  sentinels: one per program (or None). kwargs go to `execute`. Logs the isolation level and why
+  (once per call); each result's `.isolation` names its level.
   """
   if sentinels is not None and len(sentinels) != len(programs):
     raise ValueError(f"{len(sentinels)} sentinels for {len(programs)} programs")
   sentinels = sentinels if sentinels is not None else [None] * len(programs)
-  isolation(kwargs.get("isolation_level", "auto"), python=kwargs.get("python"))  # probe once
+  log_isolation(isolation(kwargs.get("isolation_level", "auto"), python=kwargs.get("python"),
+                          require=kwargs.get("require_isolation")))  # probes once per process
   workers = max(1, workers or os.cpu_count() or 1)
   with concurrent.futures.ThreadPoolExecutor(workers) as pool:
     futures = [pool.submit(execute, p, sentinel=s, **kwargs) for p, s in zip(programs, sentinels)]

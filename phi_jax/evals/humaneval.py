@@ -65,13 +65,15 @@ def program(problem: dict[str, Any], completion: str, sentinel: str) -> str:
 def evaluate(samples: Sequence[dict[str, Any]], k: Sequence[int] = (1,), *,
              problems: Optional[Sequence[dict[str, Any]]] = None,
              path: Optional[str | os.PathLike] = None, timeout_s: float = 10.0,
-             workers: Optional[int] = None, isolation_level: str = "auto",
+             cpu_s: Optional[float] = None, workers: Optional[int] = None,
+             isolation_level: str = "auto", require_isolation: Optional[str] = None,
              progress: bool = False) -> dict[str, Any]:
   """pass@k of `samples` ({'task_id', 'completion'}, any number per problem) over the problems
   that have samples. See `correctness.score` for the returned dict."""
   problems = problems if problems is not None else load_problems(path)
-  return correctness.score(problems, samples, program, k=k, timeout_s=timeout_s, workers=workers,
-                           isolation_level=isolation_level, progress=progress)
+  return correctness.score(problems, samples, program, k=k, timeout_s=timeout_s, cpu_s=cpu_s,
+                           workers=workers, isolation_level=isolation_level,
+                           require_isolation=require_isolation, progress=progress)
 
 
 def generate_samples(cfg, params, tokenizer, *, problems: Optional[Sequence[dict]] = None,
@@ -92,9 +94,11 @@ def generate_samples(cfg, params, tokenizer, *, problems: Optional[Sequence[dict
 
 def run(cfg, params, tokenizer, *, k: Sequence[int] = (1,), limit: Optional[int] = None,
         path: Optional[str | os.PathLike] = None, timeout_s: float = 10.0,
-        workers: Optional[int] = None, **generation) -> dict[str, Any]:
+        workers: Optional[int] = None, isolation_level: str = "auto",
+        require_isolation: Optional[str] = None, **generation) -> dict[str, Any]:
   """Generates samples and evaluates them. generation: generate_samples' keyword arguments."""
   problems = load_problems(path)[:limit]
   samples = generate_samples(cfg, params, tokenizer, problems=problems, **generation)
   return evaluate(samples, k, problems=problems, timeout_s=timeout_s, workers=workers,
+                  isolation_level=isolation_level, require_isolation=require_isolation,
                   progress=generation.get("progress", False))

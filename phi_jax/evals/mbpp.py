@@ -86,11 +86,13 @@ program = make_program(False)
 
 def evaluate(samples: Sequence[dict[str, Any]], problems: Sequence[dict[str, Any]],
              k: Sequence[int] = (1,), *, include_challenge: bool = False, timeout_s: float = 10.0,
-             workers: Optional[int] = None, isolation_level: str = "auto",
+             cpu_s: Optional[float] = None, workers: Optional[int] = None,
+             isolation_level: str = "auto", require_isolation: Optional[str] = None,
              progress: bool = False) -> dict[str, Any]:
   """pass@k of `samples` ({'task_id', 'completion'}) against `problems` (from load_problems)."""
   return correctness.score(problems, samples, make_program(include_challenge), k=k,
-                           timeout_s=timeout_s, workers=workers, isolation_level=isolation_level,
+                           timeout_s=timeout_s, cpu_s=cpu_s, workers=workers,
+                           isolation_level=isolation_level, require_isolation=require_isolation,
                            progress=progress)
 
 
@@ -109,9 +111,11 @@ def generate_samples(cfg, params, tokenizer, problems: Sequence[dict[str, Any]],
 
 def run(cfg, params, tokenizer, *, path: str | os.PathLike, split: str = "test",
         k: Sequence[int] = (1,), limit: Optional[int] = None, timeout_s: float = 10.0,
-        workers: Optional[int] = None, **generation) -> dict[str, Any]:
+        workers: Optional[int] = None, isolation_level: str = "auto",
+        require_isolation: Optional[str] = None, **generation) -> dict[str, Any]:
   """Generates samples for the split's problems (the first `limit`) and evaluates them."""
   problems = load_problems(path, split)[:limit]
   samples = generate_samples(cfg, params, tokenizer, problems, **generation)
   return evaluate(samples, problems, k, timeout_s=timeout_s, workers=workers,
+                  isolation_level=isolation_level, require_isolation=require_isolation,
                   progress=generation.get("progress", False))

@@ -36,6 +36,10 @@ def make_periodic_eval(evals_config: Any) -> Callable[..., dict[str, float]]:
   if "k" in overrides:
     overrides["k"] = tuple(overrides["k"])
   options = tasks_lib.Options(**overrides)
+  if any(t.kind in ("humaneval", "mbpp") for t in specs):  # a too-weak sandbox fails at startup
+    from phi_jax.evals import execution
+    execution.log_isolation(execution.isolation(options.isolation,
+                                                require=options.require_isolation))
   out_dir = evals_config.get("out_dir")
 
   def periodic_eval(cfg, params, tokenizer, step: int) -> dict[str, float]:

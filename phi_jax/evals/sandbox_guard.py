@@ -1,7 +1,8 @@
 """Best-effort in-process guard for the fallback sandbox levels (`uid`, `rlimits`).
 
-Run as `python -s sandbox_guard.py main.py` in the run's working directory: installs a PEP 578
-audit hook, then runs main.py as `__main__`. The hook refuses
+Run as `python -s -c "$(cat sandbox_guard.py)" main.py` in the run's working directory (as source,
+so the run's uid need not be able to read the checkout): installs a PEP 578 audit hook, then runs
+main.py as `__main__`. The hook refuses
 
   - sockets (creation, connect, bind, send, name lookups): there is no network namespace here;
   - new processes and signals to other processes (fork, exec, spawn, system, subprocess, kill);

@@ -7,11 +7,16 @@ namespace levels), with a JSON spec on stdin:
      "uid": int | null, "gid": int | null,   # drop to these ids (namespaces, uid)
      "workdir": str | null,                  # null: make /tmp/sandbox on a private tmpfs
      "tmpfs_mb": int, "rlimits": {"CPU": [soft, hard], ...}, "alarm_s": int,
-     "expose": {private_dir: [paths under it the program needs]},   # namespaces only
+     "expose": {anchor: [interpreter folders under it]},   # namespace levels (sandbox_procs)
      "argv": [...], "env": {...}, "program": str}
 
 It writes JSON lines to STATUS_FD: {"event": "started", ...}, then {"event": "exit", "code",
-"cpu_s"} when the program ends, or {"event": "setup_error", "message"}. STATUS_FD is
+"cpu_s", "alarm"} when the program ends (alarm: the launcher's own wall-time net killed it), or
+{"event": "setup_error", "message"}.
+
+Mount order at the namespace levels: every mount read-only; O_PATH descriptors on the interpreter
+folders to expose; private tmpfs on /tmp, /var/tmp, /dev/shm (hiding anything under them); then
+each folder is bind-mounted back at its own path from its descriptor (`expose`). STATUS_FD is
 close-on-exec, so the program never sees it and cannot forge it.
 
 At the namespace levels this process is PID 1 of a new PID namespace: when it exits (the program
@@ -65,9 +70,9 @@ def _unescape(field: str) -> str:
   return "".join(out)
 
 
-def readonly_filesystem(tmpfs_mb: int) -> list[str]:
-  """Remounts every mount of this (private) mount namespace read-only, then puts fresh tmpfs on
-  /tmp, /var/tmp and /dev/shm. Returns warnings for mounts that could not be made read-only.
+def readonly_filesystem() -> list[str]:
+  """Remounts every mount of this (private) mount namespace read-only. Returns warnings for mounts
+  that could not be made read-only.
 
   Only per-mount flags change (MS_REMOUNT | MS_BIND): the host's mounts are untouched. Flags the
   mount already has (nosuid, nodev, noexec, atime) are kept, as a user namespace requires.
@@ -89,36 +94,61 @@ def readonly_filesystem(tmpfs_mb: int) -> list[str]:
       if point == "/":
         raise
       warnings.append(str(e))
+  return warnings
+
+
+def private_tmp(tmpfs_mb: int) -> None:
+  """Fresh tmpfs on /tmp, /var/tmp and /dev/shm (whatever was there is hidden from the run)."""
   for point in _PRIVATE_TMP:
     if os.path.isdir(point):
       size = tmpfs_mb if point == "/tmp" else min(tmpfs_mb, 16)
       _mount("tmpfs", point, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size}m,mode=1777")
-  return warnings
 
 
-def expose(groups: dict[str, list[str]]) -> None:
-  """Makes paths under private directories reachable by the sandbox uid (e.g. an interpreter
-  installed under /root, mode 0700): each private ancestor in `groups` is covered by a read-only
-  tmpfs that holds only its listed paths, bind-mounted read-only. The rest of it stays hidden."""
-  stage = "/tmp/.phi_jax_stage"
-  os.mkdir(stage, 0o700)
-  staged = []
-  for paths in groups.values():
-    for path in paths:
-      target = os.path.join(stage, str(len(staged)))
-      os.mkdir(target)
-      _mount(path, target, None, MS_BIND | MS_REC)
-      staged.append((target, path))
-  for ancestor in groups:
-    _mount("tmpfs", ancestor, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
-  for target, path in staged:
-    os.makedirs(path, 0o755, exist_ok=True)
-    _mount(target, path, None, MS_MOVE)
-    _mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
-    os.rmdir(target)
-  os.rmdir(stage)
-  for ancestor in groups:
-    _mount(None, ancestor, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+def open_exposed(groups: dict[str, list[str]]) -> dict[str, int]:
+  """{path: O_PATH descriptor} for every path `expose` will mount. Opened before `private_tmp`,
+  which hides paths under /tmp; a descriptor keeps the directory reachable (as /proc/self/fd/N)
+  whatever is mounted over its path later."""
+  return {path: os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+          for paths in groups.values() for path in paths}
+
+
+def _makedirs(path: str, under: str) -> None:
+  """Creates `path` and its missing parents below `under`, each mode 0755 whatever the umask."""
+  missing = []
+  while path != under and not os.path.isdir(path):
+    missing.append(path)
+    path = os.path.dirname(path)
+  for d in reversed(missing):
+    os.mkdir(d)
+    os.chmod(d, 0o755)
+
+
+def _flags_of(path: str) -> int:
+  """The mount flags of the mount at `path` that a remount must keep (locked in a user ns)."""
+  f_flag = os.statvfs(path).f_flag
+  return sum(ms for st, ms in ((os.ST_NOSUID, MS_NOSUID), (os.ST_NODEV, MS_NODEV),
+                               (os.ST_NOEXEC, MS_NOEXEC)) if f_flag & st)
+
+
+def expose(groups: dict[str, list[str]], fds: dict[str, int]) -> None:
+  """Makes the interpreter's folders reachable by the run, at their own paths (a RUNPATH or a
+  venv's pyvenv.cfg may name them): each anchor in `groups` (a private folder such as /root, or a
+  folder under /tmp that the private tmpfs hid) gets a read-only tmpfs holding only its listed
+  paths, each bind-mounted read-only from the descriptor `open_exposed` took. The rest of the
+  anchor stays hidden, and nothing changes outside this mount namespace."""
+  for anchor in sorted(groups):
+    _makedirs(anchor, os.path.dirname(anchor))  # gone if it was under the private tmpfs
+    _mount("tmpfs", anchor, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
+    for path in groups[anchor]:
+      _makedirs(path, anchor)
+      _mount(f"/proc/self/fd/{fds[path]}", path, None, MS_BIND | MS_REC)
+      _mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | _flags_of(path))
+      if not os.statvfs(path).f_flag & os.ST_RDONLY:
+        raise OSError(f"{path} is still writable after its read-only remount")
+    _mount(None, anchor, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+  for fd in fds.values():
+    os.close(fd)
 
 
 def drop_capabilities() -> None:
@@ -175,9 +205,10 @@ def main() -> int:
     spec = json.loads(sys.stdin.buffer.read())
     warnings = []
     if spec["level"] in ("namespaces", "userns"):
-      warnings = readonly_filesystem(spec["tmpfs_mb"])
-      if spec.get("expose"):
-        expose(spec["expose"])
+      warnings = readonly_filesystem()
+      fds = open_exposed(spec["expose"])  # before the private tmpfs hides what is under /tmp
+      private_tmp(spec["tmpfs_mb"])
+      expose(spec["expose"], fds)
     workdir = spec["workdir"] or "/tmp/sandbox"
     if spec["workdir"] is None:
       os.mkdir(workdir, 0o700)
@@ -195,8 +226,12 @@ def main() -> int:
     child(spec, workdir, status_fd)
   report(event="started", pid=os.getpid(), warnings=warnings)
 
+  alarmed = []
+
   def on_alarm(signum, frame) -> None:
-    """The evaluator enforces the wall limit; this is the net if the evaluator itself is gone."""
+    """The evaluator enforces the wall limit; this is the net if the evaluator itself is gone
+    (or starved)."""
+    alarmed.append(True)
     os.kill(pid, signal.SIGKILL)
     if spec["level"] == "uid" and os.fork() == 0:  # kill(-1) as the run's uid: all its processes
       try:
@@ -208,8 +243,9 @@ def main() -> int:
   signal.signal(signal.SIGALRM, on_alarm)
   signal.alarm(int(spec["alarm_s"]))
   _, status, usage = os.wait4(pid, 0)
+  signal.alarm(0)
   report(event="exit", code=os.waitstatus_to_exitcode(status),
-         cpu_s=usage.ru_utime + usage.ru_stime, maxrss_kb=usage.ru_maxrss)
+         cpu_s=usage.ru_utime + usage.ru_stime, maxrss_kb=usage.ru_maxrss, alarm=bool(alarmed))
   return 0
 
 
