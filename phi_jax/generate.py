@@ -1,11 +1,15 @@
-"""Generate text from a Hugging Face folder or a converted phi_jax checkpoint.
+"""Generate text from any model folder: a training workdir, a converted phi_jax checkpoint or a
+Hugging Face folder (told apart by their contents; see phi_jax/convert/load.py).
 
-    python -m phi_jax.generate --hf_dir=/models/phi-2 --prompt='def fib(n):' --max_new_tokens=64
-    python -m phi_jax.generate --ckpt_dir=/ckpt/phi-2 --tokenizer=/models/phi-2 --prompt=... \
+    python -m phi_jax.generate --model=workdirs/quickstart --prompt='def fib(n):'
+    python -m phi_jax.generate --model=/models/phi-2 --prompt='def fib(n):' --max_new_tokens=64
+    python -m phi_jax.generate --model=/ckpt/phi-2 --tokenizer=/models/phi-2 --prompt=... \
         --temperature=0.8 --top_p=0.95 --seed=1
 
-The tokenizer is `tokenizer.model` (SentencePiece) or `tokenizer.json` (HF) from --tokenizer, or
-else from --hf_dir. Several --prompt flags decode as one batch.
+The tokenizer is the folder's own (a workdir's tokenizer/sp.model, a folder's tokenizer.model /
+tokenizer.json) unless --tokenizer names a file or folder. --step picks a workdir's checkpoint
+(default: the newest). --hf_dir, --ckpt_dir and --workdir are older names of --model. Several
+--prompt flags decode as one batch.
 
 SkipDecode: --skip=MAX,MIN,WARMUP,DECAY_LEN (a SkipSchedule's layers), or --skip_speedup=S with
 --skip_warmup and --skip_decay_len (SkipSchedule.for_speedup). Best with a model fine-tuned with
@@ -21,8 +25,7 @@ from typing import Optional, Sequence
 
 import jax
 
-from phi_jax.convert import checkpoint_io, hf
-from phi_jax.data import tokenizer as tokenizers
+from phi_jax.convert import load
 from phi_jax.decoding import generate
 from phi_jax.decoding.skipdecode import SkipSchedule
 
@@ -31,9 +34,12 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
   parser = argparse.ArgumentParser(prog="python -m phi_jax.generate", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   source = parser.add_mutually_exclusive_group(required=True)
-  source.add_argument("--hf_dir", help="HF folder: config.json, *.safetensors, tokenizer")
-  source.add_argument("--ckpt_dir", help="phi_jax checkpoint from `python -m phi_jax.convert.hf`")
-  parser.add_argument("--tokenizer", help="tokenizer file or folder (default: --hf_dir)")
+  source.add_argument("--model", help="a training workdir, phi_jax checkpoint or HF folder")
+  for alias in ("--hf_dir", "--ckpt_dir", "--workdir"):
+    source.add_argument(alias, dest="model", help="same as --model (older name)")
+  parser.add_argument("--step", type=int, default=None,
+                      help="a workdir's checkpoint step (default: the newest)")
+  parser.add_argument("--tokenizer", help="tokenizer file or folder (default: the model's own)")
   parser.add_argument("--prompt", action="append", required=True, help="repeat for a batch")
   parser.add_argument("--max_new_tokens", type=int, default=64)
   parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
@@ -71,20 +77,15 @@ def _schedule(args: argparse.Namespace, num_layers: int) -> Optional[SkipSchedul
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
   args = parse_args(argv)
-  tok_path = args.tokenizer or args.hf_dir
-  if tok_path is None:
-    print("error: --ckpt_dir needs --tokenizer=FILE_OR_DIR", file=sys.stderr)
-    return 2
   try:
-    if args.hf_dir:
-      cfg, params = hf.load(args.hf_dir)
-    else:
-      cfg, params = checkpoint_io.load_model(args.ckpt_dir)
-    tok = tokenizers.load(tok_path, add_bos=args.add_bos)
+    model = load.load_model(args.model, tokenizer=args.tokenizer, step=args.step,
+                            add_bos=args.add_bos, require_tokenizer=True)
   except (FileNotFoundError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
-  cfg = cfg.replace(dtype=args.dtype)
+  cfg, params, tok = model.cfg.replace(dtype=args.dtype), model.params, model.tokenizer
+  print(f"[{model.format} {model.path}" + (f" step {model.step}" if model.step is not None else "")
+        + f"; tokenizer {model.tokenizer_source}]", file=sys.stderr)
   try:
     skip = _schedule(args, cfg.num_layers)
   except ValueError as e:

@@ -208,7 +208,7 @@ def test_init_from_a_hugging_face_folder(base_run, tmp_path):
   cfg2, params2 = loop.load_init(str(hf_dir))
   assert cfg2.num_layers == cfg.num_layers and cfg2.d_model == cfg.d_model
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), params2, params)
-  with pytest.raises(ValueError, match="neither a phi_jax training workdir"):
+  with pytest.raises(ValueError, match="init_from=.*not a model folder.*training workdir"):
     loop.load_init(str(tmp_path))
 
 

@@ -362,6 +362,49 @@ def test_unsupported_config_values(phi_half, phi3_gqa):
     hf.config_from_hf({**raw3, "rope_parameters": {"rope_type": "dynamic", "factor": 2.0}})
 
 
+@pytest.mark.parametrize("field, value, expected", [
+    ("hidden_size", "64", "an integer"), ("num_hidden_layers", 2.0, "an integer"),
+    ("vocab_size", True, "an integer"), ("rope_theta", "1e4", "a number"),
+    ("tie_word_embeddings", "false", "true or false"), ("eos_token_id", "2", "an integer"),
+    ("rope_scaling", [1, 2], "a JSON object")])
+def test_config_field_types_are_checked(phi_half, tmp_path, field, value, expected):
+  """Regression: a string hidden_size gave a raw TypeError from deep inside hf.load."""
+  shutil.copytree(phi_half.path, tmp_path / "m")
+  raw = json.loads((tmp_path / "m" / "config.json").read_text())
+  (tmp_path / "m" / "config.json").write_text(json.dumps({**raw, field: value}))
+  with pytest.raises(ValueError) as e:
+    hf.load(tmp_path / "m")
+  message = str(e.value)
+  assert str(tmp_path / "m" / "config.json") in message and f"'{field}'" in message
+  assert repr(value) in message and expected in message
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.999, 100])
+def test_truncated_safetensors_names_the_file(phi_half, tmp_path, keep):
+  """Regression: a truncated model.safetensors gave safetensors' message without the file name."""
+  shutil.copytree(phi_half.path, tmp_path / "m")
+  file = tmp_path / "m" / "model.safetensors"
+  size = file.stat().st_size
+  os.truncate(file, int(size * keep) if keep < 1 else keep)
+  with pytest.raises(ValueError, match="truncated or corrupt") as e:
+    hf.load(tmp_path / "m")
+  assert str(file) in str(e.value)
+
+
+def test_truncated_shard_and_index_name_the_file(phi3_gqa, tmp_path):
+  cfg, params = hf.load(phi3_gqa.path)
+  hf.save(cfg, params, tmp_path / "m", max_shard_bytes=20_000)
+  shards = sorted((tmp_path / "m").glob("model-*.safetensors"))
+  assert len(shards) > 1
+  os.truncate(shards[-1], shards[-1].stat().st_size // 2)
+  with pytest.raises(ValueError, match=f"{shards[-1].name}.*truncated or corrupt"):
+    hf.load(tmp_path / "m")
+  index = tmp_path / "m" / "model.safetensors.index.json"
+  index.write_text(index.read_text()[:40])
+  with pytest.raises(ValueError, match="index.json is not valid JSON"):
+    hf.load(tmp_path / "m")
+
+
 # ---- CLI and orbax checkpoints -----------------------------------------------------------------
 
 def test_cli_converts_to_orbax(phi3_longrope, tmp_path):

@@ -24,6 +24,7 @@ from typing import Any, Optional, Sequence
 
 from flax import traverse_util
 import numpy as np
+import safetensors
 from safetensors import safe_open
 import safetensors.numpy
 
@@ -50,6 +51,54 @@ Path = tuple[str, ...]
 
 
 # ---- config.json <-> ModelConfig ---------------------------------------------------------------
+
+# The type every config.json field that phi_jax reads must have (null is allowed where listed).
+_INT, _FLOAT, _BOOL, _STR = "an integer", "a number", "true or false", "a string"
+_FIELD_TYPES: dict[str, tuple[str, bool]] = {  # field: (expected, null allowed)
+    "model_type": (_STR, False), "hidden_act": (_STR, False),
+    "vocab_size": (_INT, False), "hidden_size": (_INT, False),
+    "intermediate_size": (_INT, False), "num_hidden_layers": (_INT, False),
+    "num_attention_heads": (_INT, False), "num_key_value_heads": (_INT, True),
+    "head_dim": (_INT, True), "max_position_embeddings": (_INT, False),
+    "original_max_position_embeddings": (_INT, True), "sliding_window": (_INT, True),
+    "bos_token_id": (_INT, True), "pad_token_id": (_INT, True),
+    "rope_theta": (_FLOAT, False), "partial_rotary_factor": (_FLOAT, False),
+    "layer_norm_eps": (_FLOAT, False), "rms_norm_eps": (_FLOAT, False),
+    "embd_pdrop": (_FLOAT, True), "resid_pdrop": (_FLOAT, True),
+    "attention_dropout": (_FLOAT, True),
+    "tie_word_embeddings": (_BOOL, True), "qk_layernorm": (_BOOL, True),
+}
+
+
+def _has_type(value: Any, expected: str) -> bool:
+  if expected == _INT:  # JSON has no int/bool confusion, Python does: True is not a size
+    return isinstance(value, int) and not isinstance(value, bool)
+  if expected == _FLOAT:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+  return isinstance(value, bool if expected == _BOOL else str)
+
+
+def check_config_types(hf: dict[str, Any], source: str = "config.json") -> None:
+  """ValueError naming the first field of `hf` whose value has the wrong JSON type."""
+  if not isinstance(hf, dict):
+    raise ValueError(f"{source} must hold a JSON object, got {type(hf).__name__}")
+  for key, (expected, nullable) in _FIELD_TYPES.items():
+    if key not in hf or (hf[key] is None and nullable):
+      continue
+    if not _has_type(hf[key], expected):
+      raise ValueError(f"{source}: field {key!r} is {hf[key]!r} ({type(hf[key]).__name__}); "
+                       f"expected {expected}{' or null' if nullable else ''}. Fix the value "
+                       "in config.json (e.g. 2048, not \"2048\")")
+  eos = hf.get("eos_token_id")
+  if eos is not None and not (_has_type(eos, _INT) or (
+      isinstance(eos, list) and all(_has_type(e, _INT) for e in eos))):
+    raise ValueError(f"{source}: field 'eos_token_id' is {eos!r} ({type(eos).__name__}); "
+                     "expected an integer, a list of integers or null")
+  for key in ("rope_scaling", "rope_parameters"):
+    if hf.get(key) is not None and not isinstance(hf[key], dict):
+      raise ValueError(f"{source}: field {key!r} is {hf[key]!r} ({type(hf[key]).__name__}); "
+                       "expected a JSON object or null")
+
 
 def _rope_from_hf(hf: dict[str, Any], model_type: str, head_dim: int) -> dict[str, Any]:
   """RoPE fields of ModelConfig from the released layout or transformers-5's `rope_parameters`."""
@@ -89,6 +138,7 @@ def _rope_from_hf(hf: dict[str, Any], model_type: str, head_dim: int) -> dict[st
 
 def config_from_hf(hf: dict[str, Any], *, name: str = "hf", dtype: str = "float32") -> ModelConfig:
   """A validated ModelConfig from a parsed HF config.json (model_type 'phi' or 'phi3')."""
+  check_config_types(hf)
   model_type = hf.get("model_type")
   if model_type not in SUPPORTED_MODEL_TYPES:
     raise ValueError(f"model_type {model_type!r} is not supported; phi_jax.convert.hf reads "
@@ -297,14 +347,41 @@ def _expand(cfg: ModelConfig, layout: list[Entry]):
 
 # ---- load ---------------------------------------------------------------------------------------
 
+def _read_json(file: pathlib.Path) -> Any:
+  try:
+    return json.loads(file.read_text())
+  except json.JSONDecodeError as e:
+    raise ValueError(f"{file} is not valid JSON ({e}); is the file truncated or corrupt? "
+                     "Download or save it again") from e
+
+
+@contextlib.contextmanager
+def _safetensors_errors(file: pathlib.Path):
+  """Re-raises safetensors' errors (which do not name the file) as a ValueError that does."""
+  try:
+    yield
+  except safetensors.SafetensorError as e:
+    size = file.stat().st_size if file.exists() else 0
+    raise ValueError(f"{file} ({size:,} bytes) could not be read: it looks truncated or corrupt "
+                     f"(safetensors: {e}). Download or save it again") from e
+
+
+def _open(file: pathlib.Path, stack: contextlib.ExitStack) -> Any:
+  with _safetensors_errors(file):
+    return stack.enter_context(safe_open(file, framework="np"))
+
+
 def _tensor_files(path: pathlib.Path) -> dict[str, pathlib.Path]:
   """{tensor name: safetensors file} of a single-file or sharded checkpoint."""
   single, index = path / "model.safetensors", path / "model.safetensors.index.json"
   if single.is_file():
-    with safe_open(single, framework="np") as f:
-      return {name: single for name in f.keys()}
+    with contextlib.ExitStack() as stack:
+      return {name: single for name in _open(single, stack).keys()}
   if index.is_file():
-    files = {name: path / f for name, f in json.loads(index.read_text())["weight_map"].items()}
+    weight_map = _read_json(index)
+    if not isinstance(weight_map, dict) or not isinstance(weight_map.get("weight_map"), dict):
+      raise ValueError(f"{index} has no 'weight_map' object (tensor name -> shard file)")
+    files = {name: path / f for name, f in weight_map["weight_map"].items()}
     absent = sorted({f.name for f in files.values() if not f.is_file()})
     if absent:
       raise ValueError(f"{index} names shard(s) that are not in the folder: {absent}")
@@ -327,7 +404,8 @@ def load(path: str | os.PathLike, *, param_dtype: Optional[str] = "float32"
   if not (path / "config.json").is_file():
     raise ValueError(f"{path} has no config.json: expected a Hugging Face model folder "
                      "(config.json + model.safetensors or model.safetensors.index.json)")
-  hf = json.loads((path / "config.json").read_text())
+  hf = _read_json(path / "config.json")
+  check_config_types(hf, str(path / "config.json"))
   cfg = config_from_hf(hf, name=path.absolute().name)
   layout = _layout(cfg, hf["model_type"])
   files = _tensor_files(path)
@@ -343,7 +421,7 @@ def load(path: str | os.PathLike, *, param_dtype: Optional[str] = "float32"
                      f"config.json: {extra}")
 
   with contextlib.ExitStack() as stack:
-    handles = {f: stack.enter_context(safe_open(f, framework="np")) for f in set(files.values())}
+    handles = {f: _open(f, stack) for f in sorted(set(files.values()))}
     bad, dtypes = [], {}
     for name, shape in expected.items():
       info = handles[files[name]].get_slice(name)
@@ -361,7 +439,8 @@ def load(path: str | os.PathLike, *, param_dtype: Optional[str] = "float32"
     cfg = cfg.replace(dtype=param_dtype, param_dtype=param_dtype)
     out = {p: np.empty(s, np.dtype(param_dtype)) for p, s in param_shapes(cfg).items()}
     for name, i, _, parts in _expand(cfg, layout):
-      weight = handles[files[name]].get_tensor(name)
+      with _safetensors_errors(files[name]):
+        weight = handles[files[name]].get_tensor(name)
       for leaf, rows in parts:
         piece = weight if rows is None else weight[rows[0]:rows[1]]
         if leaf[-1] == "kernel":

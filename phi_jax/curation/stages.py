@@ -207,23 +207,19 @@ def _model_and_tokenizer(ctx: Context, s: ml_collections.ConfigDict, texts: Sequ
     return cfg, nn.unbox(params["params"]), tokenizer
   if not m.path:
     raise ValueError(f"quality.model.kind={m.kind!r} needs quality.model.path")
-  if m.kind == "run":
-    from phi_jax.train import checkpoint  # pylint: disable=g-import-not-at-top
-    cfg, params, run_tokenizer = checkpoint.load_run(m.path)
-    tokenizer = tokenizer or run_tokenizer
-  elif m.kind == "checkpoint":
-    from phi_jax.convert import checkpoint_io  # pylint: disable=g-import-not-at-top
-    cfg, params = checkpoint_io.load_model(m.path)
-  elif m.kind == "hf":
-    from phi_jax.convert import hf  # pylint: disable=g-import-not-at-top
-    cfg, params = hf.load(m.path)
-    tokenizer = tokenizer or tokenizers.load(m.path)
-  else:
-    raise ValueError(f"quality.model.kind must be 'random', 'run', 'checkpoint' or 'hf', got "
-                     f"{m.kind!r}")
+  formats = {"run": "workdir", "checkpoint": "checkpoint", "hf": "hf", "auto": None}
+  if m.kind not in formats:
+    raise ValueError(f"quality.model.kind must be 'random', 'auto', 'run', 'checkpoint' or 'hf', "
+                     f"got {m.kind!r}")
+  from phi_jax.convert import load  # pylint: disable=g-import-not-at-top
+  loaded = load.load_model(m.path, tokenizer=tokenizer)
+  if formats[m.kind] not in (None, loaded.format):
+    raise ValueError(f"quality.model.kind={m.kind!r} but {m.path} is a {loaded.format} folder; "
+                     "set kind='auto' (any model folder) or the kind that matches")
+  cfg, params, tokenizer = loaded.cfg, loaded.params, loaded.tokenizer
   if tokenizer is None:
-    raise ValueError(f"quality.model.kind={m.kind!r}: set quality.tokenizer to the model's "
-                     "tokenizer (a .model / tokenizer.json or a folder with one)")
+    raise ValueError(f"quality.model.path={m.path!r} has no tokenizer: set quality.tokenizer to "
+                     "the model's tokenizer (a .model / tokenizer.json or a folder with one)")
   return cfg, params, tokenizer
 
 

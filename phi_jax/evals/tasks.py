@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import pathlib
 import re
@@ -42,10 +43,12 @@ class Options:
   num_samples: int = 1              # code tasks: samples per problem
   temperature: float = 0.0
   top_p: Optional[float] = None
-  max_new_tokens: int = 512
+  max_new_tokens: Optional[int] = None  # code tasks; None = fit_max_new_tokens' default
   k: Sequence[int] = (1, 10, 100)   # pass@k for the k <= num_samples
   timeout_s: float = 10.0
   workers: Optional[int] = None
+  isolation: str = "auto"           # code tasks: sandbox level (execution.isolation)
+  require_isolation: Optional[str] = None   # code tasks: refuse to run below this level
   batch_size: int = 16
   num_fewshot: int = 0
   fewshot_path: Optional[str] = None
@@ -55,6 +58,34 @@ class Options:
   builder_kwargs: Optional[dict[str, Any]] = None
   seed: int = 0
   progress: bool = False
+
+
+DEFAULT_MAX_NEW_TOKENS = 512
+
+
+def fit_max_new_tokens(requested: Optional[int], max_seq_len: int) -> tuple[int, Optional[str]]:
+  """(tokens per completion, a note to show or None) for a model with context `max_seq_len`.
+
+  None means DEFAULT_MAX_NEW_TOKENS, capped to half the context so that a prompt of up to the
+  other half fits (the note says so). An explicit value must leave room for a prompt (at least
+  one token; a longer prompt keeps its last tokens), else ValueError.
+  """
+  if requested is None:
+    fitted = min(DEFAULT_MAX_NEW_TOKENS, max_seq_len // 2)
+    if fitted < 1:
+      raise ValueError(f"the model's context max_seq_len={max_seq_len} is too short to generate")
+    if fitted < DEFAULT_MAX_NEW_TOKENS:
+      return fitted, (f"max_new_tokens defaults to {DEFAULT_MAX_NEW_TOKENS}, capped to {fitted} "
+                      f"(half the model's {max_seq_len}-token context) so that prompts of up "
+                      f"to {max_seq_len - fitted} tokens fit; set max_new_tokens to change it")
+    return fitted, None
+  if requested < 1:
+    raise ValueError(f"max_new_tokens must be >= 1, got {requested}")
+  if requested >= max_seq_len:
+    raise ValueError(f"max_new_tokens={requested} leaves no room for a prompt in the model's "
+                     f"{max_seq_len}-token context (max_seq_len); use at most {max_seq_len - 1}, "
+                     f"e.g. {max_seq_len // 2} (leave it unset for that default)")
+  return requested, None
 
 
 def parse(spec: str) -> Task:
@@ -81,9 +112,13 @@ def run(task: Task, cfg, params, tokenizer, options: Options = Options()) -> dic
   o = options
   if task.kind in ("humaneval", "mbpp"):
     ks = [k for k in o.k if k <= o.num_samples] or [1]
+    max_new, note = fit_max_new_tokens(o.max_new_tokens, cfg.max_seq_len)
+    if note:
+      logging.warning("task %s: %s", task.name, note)
     generation = dict(num_samples=o.num_samples, temperature=o.temperature, top_p=o.top_p,
-                      max_new_tokens=o.max_new_tokens, batch_size=o.batch_size, seed=o.seed,
-                      progress=o.progress)
+                      max_new_tokens=max_new, batch_size=o.batch_size, seed=o.seed,
+                      progress=o.progress, isolation_level=o.isolation,
+                      require_isolation=o.require_isolation)
     if task.kind == "humaneval":
       from phi_jax.evals import humaneval
       result = humaneval.run(cfg, params, tokenizer, k=ks, limit=o.limit, path=task.path,
