@@ -113,11 +113,14 @@ def test_humaneval_scoring_counts_and_early_exits():
       right, "    return False\n", "    import os; os._exit(0)\n", "    exit(0)\n",
       "    while True:\n        pass\n")]
   samples.append({"task_id": "HumanEval/1", "completion": problems[1]["canonical_solution"]})
-  result = humaneval.evaluate(samples, k=(1, 5), problems=problems, timeout_s=3)
+  # The endless loop ends on the 1 s CPU limit; the wall limit is one no correct program nears
+  # on a loaded machine (load stretches wall time, not CPU time).
+  result = humaneval.evaluate(samples, k=(1, 5), problems=problems, timeout_s=60, cpu_s=1)
   first, second = result["problems"]
   assert (first["n"], first["correct"], second["n"], second["correct"]) == (5, 1, 1, 1)
   statuses = [s["status"] for s in first["samples"]]
   assert statuses == ["passed", "failed", "failed", "failed", "timeout"]
+  assert first["samples"][4]["reason"] == "CPU time limit of 1 s"
   assert "sentinel" in first["samples"][2]["reason"] and "sentinel" in first["samples"][3]["reason"]
   assert first["pass@1"] == pytest.approx(0.2) and first["pass@5"] == 1.0
   assert "pass@5" not in result and result["pass@1"] == pytest.approx((0.2 + 1.0) / 2)

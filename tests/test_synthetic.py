@@ -168,10 +168,15 @@ def test_exercises_from_a_scripted_teacher(tmp_path, sp):
             "No code today."][i % 6]
   stats = synthetic.generate_exercises(ScriptedTeacher(script), 12, seed=0,
                                        out_dir=tmp_path / "ex", require_tests=True, workers=2,
-                                       timeout_s=1.0)
+                                       timeout_s=60.0, cpu_s=1.0)
+  # The endless loops end on the 1 s CPU limit, which a loaded machine does not bring closer
+  # (a 1 s wall limit could also cut a correct program that waited for a core).
   assert stats.kept == 2 and stats.rejected == {
       "tests_failed": 2, "syntax_error": 2, "tests_timeout": 2, "no_tests": 2,
       "no_code": 2}
+  rejected = [json.loads(line) for line in (tmp_path / "ex" / "rejected.jsonl").open()]
+  assert [r["detail"] for r in rejected if r["reason"] == "tests_timeout"] == [
+      "CPU time limit of 1 s"] * 2
   untested = synthetic.generate_exercises(
       ScriptedTeacher(lambda i, p: script(4, p)), 3, seed=0, out_dir=tmp_path / "ex2",
       require_tests=False)

@@ -406,12 +406,15 @@ def generate_exercises(source: teacher_lib.Teacher, n: int, seed: int,
                        out_dir: str | os.PathLike, *, topics: Optional[Sequence[str]] = None,
                        max_tokens: int = 700, temperature: float = 0.8, batch_size: int = 32,
                        require_tests: bool = False, workers: Optional[int] = None,
-                       timeout_s: float = 10.0, data_dir: Optional[str | os.PathLike] = None,
+                       timeout_s: float = 10.0, cpu_s: Optional[float] = None,
+                       data_dir: Optional[str | os.PathLike] = None,
                        build: bool = True) -> GenerationStats:
   """n exercises from a teacher (prompted with `exercise_prompts(n, seed, topics)`, answers
   parsed with `parse_exercise`, asserts run in the sandbox) or, for a `ProceduralTeacher`, drawn
   straight from `phi_jax.curation.procedural` (its split; family kept; re-verified in the sandbox).
-  Writes out_dir and builds `synthetic_exercises` (see the module doc). Returns the counts."""
+  Writes out_dir and builds `synthetic_exercises` (see the module doc). Returns the counts.
+  timeout_s / cpu_s: each program's wall-clock / CPU-time limit (see `procedural.run_programs`).
+  """
   out_dir = pathlib.Path(out_dir)
   stats = GenerationStats("exercise", n, teacher=source.name)
   candidates: list[tuple[dict[str, Any], str]] = []  # (record, answer)
@@ -446,8 +449,9 @@ def generate_exercises(source: teacher_lib.Teacher, n: int, seed: int,
   tested = [i for i, (r, _) in enumerate(candidates) if r["tests"]]
   programs = [candidates[i][0]["text"] + "\n\n" + "\n".join(candidates[i][0]["tests"]) + "\n"
               for i in tested]
-  results = dict(zip(tested, procedural.run_programs(programs, workers=workers,
-                                                     timeout_s=timeout_s))) if programs else {}
+  runs = (procedural.run_programs(programs, workers=workers, timeout_s=timeout_s, cpu_s=cpu_s)
+          if programs else [])
+  results = dict(zip(tested, runs))
   kept, seen = [], set()
   for i, (record, answer) in enumerate(candidates):
     reason, detail = "", ""

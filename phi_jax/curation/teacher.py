@@ -19,10 +19,10 @@ Identical requests share one cached answer: make prompts distinct (the synthetic
 do) to get distinct samples.
 
 `ProceduralTeacher` is not a language model: it ignores what a prompt says and answers every
-prompt with an exercise from `phi_jax.curation.procedural` (seeded by the prompt), written the way the
-exercise prompts of `phi_jax.curation.synthetic` ask a teacher to write one. It stands in for a teacher
-on the exercise path only; `synthetic.generate_exercises` draws from it directly (with the task
-family kept) instead of prompting it.
+prompt with an exercise from `phi_jax.curation.procedural` (seeded by the prompt), written the way
+the exercise prompts of `phi_jax.curation.synthetic` ask a teacher to write one. It stands in for a
+teacher on the exercise path only; `synthetic.generate_exercises` draws from it directly (with the
+task family kept) instead of prompting it.
 """
 
 from __future__ import annotations
@@ -177,8 +177,9 @@ class RateLimiter:
       self._sleep(delay)
 
 
-def _retry_after_seconds(value: Optional[str]) -> Optional[float]:
-  """Retry-After as seconds (delta-seconds or an HTTP date), or None when absent / unreadable."""
+def _retry_after_seconds(value: Optional[str], now: Optional[float] = None) -> Optional[float]:
+  """Retry-After as seconds (delta-seconds or an HTTP date, counted from `now`, a Unix time;
+  default: time.time()), or None when absent / unreadable."""
   if not value:
     return None
   try:
@@ -189,7 +190,7 @@ def _retry_after_seconds(value: Optional[str]) -> Optional[float]:
     when = email.utils.parsedate_to_datetime(value)
   except (TypeError, ValueError):
     return None
-  return max(0.0, when.timestamp() - time.time())
+  return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 class _Malformed(ValueError):
@@ -245,6 +246,8 @@ class OpenAITeacher:
     backoff_s / max_backoff_s: retry n waits backoff_s * 2**n (capped), times a jitter factor in
       [0.5, 1]; a Retry-After header, when present, is waited instead (capped at max_retry_after_s).
     extra_body: more request fields (e.g. {'top_p': 0.95, 'seed': 1}); part of the fingerprint.
+    clock / sleep: the time source and wait the rate limiter and retry waits use (default
+      time.monotonic / time.sleep); tests pass a fake pair so that no test waits on the wall.
   """
 
   def __init__(self, model: str, *, base_url: Optional[str] = None,
@@ -254,7 +257,9 @@ class OpenAITeacher:
                requests_per_second: Optional[float] = None,
                requests_per_minute: Optional[float] = None, backoff_s: float = 1.0,
                max_backoff_s: float = 60.0, max_retry_after_s: float = 300.0,
-               extra_body: Optional[Mapping[str, Any]] = None):
+               extra_body: Optional[Mapping[str, Any]] = None,
+               clock: Callable[[], float] = time.monotonic,
+               sleep: Callable[[float], None] = time.sleep):
     if endpoint not in ("chat", "completions"):
       raise ValueError(f"endpoint must be 'chat' or 'completions', got {endpoint!r}")
     if not model:
@@ -272,7 +277,8 @@ class OpenAITeacher:
     self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
     self.max_retry_after_s = max_retry_after_s
     self.extra_body = dict(extra_body or {})
-    self.limiter = RateLimiter(requests_per_second, requests_per_minute)
+    self._sleep = sleep
+    self.limiter = RateLimiter(requests_per_second, requests_per_minute, clock=clock, sleep=sleep)
     self.name = f"openai:{model}"
     self.fingerprint = json.dumps({"kind": "openai", "url": self.url, "model": model,
                                    "system": system_prompt, "extra": self.extra_body},
@@ -348,7 +354,7 @@ class OpenAITeacher:
         self._count("retries")
         logging.info("teacher request failed (%s); retry %d/%d", last, attempt + 1,
                      self.max_retries)
-        time.sleep(self._backoff(attempt, retry_after))
+        self._sleep(self._backoff(attempt, retry_after))
     raise TeacherError(f"request to {self.url} failed after {self.max_retries + 1} attempts; "
                        f"last error: {last}")
 
@@ -428,8 +434,7 @@ class LocalTeacher:
       cfg, params = model
       origin = f"params:{_params_digest(params)}"
     else:
-      cfg, params, found, origin = self._load(pathlib.Path(path), step, add_bos)
-      tokenizer = tokenizer or found
+      cfg, params, tokenizer, origin = self._load(pathlib.Path(path), step, add_bos, tokenizer)
     if tokenizer is None:
       raise ValueError(f"No tokenizer for the local teacher {path or name}: pass tokenizer= (a "
                        "tokenizer.model / tokenizer.json file or folder)")
@@ -445,30 +450,15 @@ class LocalTeacher:
                                    "top_k": top_k, "top_p": top_p}, sort_keys=True)
 
   @staticmethod
-  def _load(path: pathlib.Path, step: Optional[int], add_bos: bool):
-    from phi_jax.convert import checkpoint_io, hf  # pylint: disable=g-import-not-at-top
-    from phi_jax.data import tokenizer as tokenizers  # pylint: disable=g-import-not-at-top
-    from phi_jax.train import checkpoint  # pylint: disable=g-import-not-at-top
-    path = path.absolute()
-    if (path / "model_config.json").is_file():
-      cfg, params, tok = checkpoint.load_run(path, step)
-      if tok is not None and add_bos:
-        tok = tokenizers.load(tok.path, add_bos=True)
+  def _load(path: pathlib.Path, step: Optional[int], add_bos: bool, tokenizer: Any = None):
+    from phi_jax.convert import load  # pylint: disable=g-import-not-at-top
+    m = load.load_model(path, tokenizer=tokenizer, step=step, add_bos=add_bos)
+    if m.format == "workdir":
       which = step if step is not None else "latest"
-      origin = f"run:{path}:{which}:{_files_digest(path / 'checkpoints')}"
-      return cfg, params, tok, origin
-    if (path / "config.json").is_file() and (path / "params").is_dir():
-      cfg, params = checkpoint_io.load_model(path)
-    elif (path / "config.json").is_file():
-      cfg, params = hf.load(path)
+      origin = f"run:{m.path}:{which}:{_files_digest(m.path / 'checkpoints')}"
     else:
-      raise ValueError(f"{path} is not a training workdir (model_config.json), a phi_jax "
-                       "checkpoint (config.json + params/) or a Hugging Face folder "
-                       "(config.json + safetensors)")
-    tok = None
-    if any((path / n).exists() for n in ("tokenizer.model", "tokenizer.json")):
-      tok = tokenizers.load(path, add_bos=add_bos)
-    return cfg, params, tok, f"dir:{path}:{_files_digest(path)}"
+      origin = f"dir:{m.path}:{_files_digest(m.path)}"
+    return m.cfg, m.params, m.tokenizer, origin
 
   def _generate(self, prompts: Sequence[str], max_tokens: int, temperature: float) -> list[str]:
     import jax  # pylint: disable=g-import-not-at-top

@@ -150,15 +150,19 @@ def format_response(exercise: Exercise) -> str:
 
 
 def run_programs(programs: Sequence[str], *, workers: Optional[int] = None,
-                 timeout_s: float = 10.0) -> list[Any]:
+                 timeout_s: float = 10.0, cpu_s: Optional[float] = None) -> list[Any]:
   """Runs programs in the sandbox (`phi_jax.evals.execution.execute_many`), each followed by a
   line printing a random sentinel that 'passed' requires: a program that exits early (e.g.
-  `sys.exit(0)` in a completion, before the asserts) fails."""
+  `sys.exit(0)` in a completion, before the asserts) fails.
+
+  timeout_s: wall-clock limit per program; cpu_s: CPU-time limit (default: timeout_s). A CPU
+  limit well under the wall limit ends an endless loop the same way however loaded the machine
+  is (a busy machine stretches wall time, not the CPU time a program uses)."""
   from phi_jax.evals import execution  # pylint: disable=g-import-not-at-top
   sentinel = f"__phi_jax_exercise_done_{secrets.token_hex(8)}__"
   return execution.execute_many([p + f"\nprint({sentinel!r})\n" for p in programs],
                                 workers=workers, sentinels=[sentinel] * len(programs),
-                                timeout_s=timeout_s)
+                                timeout_s=timeout_s, cpu_s=cpu_s)
 
 
 def verify(exercises: Sequence[Exercise], *, workers: Optional[int] = None,
@@ -182,8 +186,8 @@ def evaluate_exercises(exercises: Sequence[Exercise], completions: Sequence[Any]
 
   Returns:
     {'pass@1': float, ..., 'num_problems', 'samples_per_problem' (min),
-     'per_family': {family: pass@1}, 'problems': [{'id', 'family', 'passed': [bool], 'status':
-     [str]}]}.
+     'per_family': {family: pass@1}, 'isolation': {'level', 'reason', ...} (the sandbox's),
+     'problems': [{'id', 'family', 'passed': [bool], 'status': [str]}]}.
   """
   if len(completions) != len(exercises):
     raise ValueError(f"{len(completions)} completions for {len(exercises)} exercises: pass one "
@@ -209,7 +213,9 @@ def evaluate_exercises(exercises: Sequence[Exercise], completions: Sequence[Any]
   per_family: dict[str, list[float]] = {}
   for p in problems:
     per_family.setdefault(p["family"], []).append(sum(p["passed"]) / len(p["passed"]))
+  from phi_jax.evals import execution  # pylint: disable=g-import-not-at-top
   out.update(num_problems=len(problems), samples_per_problem=n_min,
              per_family={f: sum(v) / len(v) for f, v in sorted(per_family.items())},
+             isolation=execution.isolation().as_dict(),  # the sandbox level and why
              problems=problems)
   return out
