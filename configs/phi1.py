@@ -67,6 +67,7 @@ from typing import Any
 import ml_collections
 
 from phi_jax.config_args import parse_arg
+from phi_jax.train import config_base
 
 SIZES = {"1.3b": "phi-1", "350m": "phi-1-small"}
 STAGES = ("pretrain", "finetune")
@@ -84,7 +85,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     raise ValueError(f"stage={v['stage']!r}: choose one of {STAGES}")
   finetune = v["stage"] == "finetune"
 
-  c = ml_collections.ConfigDict()
+  c = config_base.get_config()
   c.seed = 0
   c.total_steps = 6_000 if finetune else 36_000
   c.log_every = 50
@@ -94,57 +95,58 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.keep_checkpoints = 6 if finetune else 7
   c.grad_accum = _GRAD_ACCUM[(v["size"], v["stage"])]
   c.report = True
-  c.mesh = ml_collections.ConfigDict({"data": 1, "fsdp": -1, "tensor": 1})
+  c.mesh.update(data=1, fsdp=-1, tensor=1)
 
   # Architecture from the preset; bf16 compute, fp32 master weights; dropout 0.1 attn + residual.
-  c.model = ml_collections.ConfigDict(dict(
-      name=SIZES[v["size"]], dtype="bfloat16", param_dtype="float32", attn_dropout=0.1,
-      resid_dropout=0.1, embd_dropout=0.0, remat_policy="full"))
+  c.model = config_base.model(
+      SIZES[v["size"]], dtype="bfloat16", param_dtype="float32", attn_dropout=0.1,
+      resid_dropout=0.1, embd_dropout=0.0, remat_policy="full")
 
-  c.data = ml_collections.ConfigDict(dict(
+  c.data.update(
       dataset="code_corpus",
       # Set on the command line: a folder of .py files (CodeTextbook / CodeExercises).
       source_dir="/path/to/CodeExercises" if finetune else "/path/to/CodeTextbook",
       max_files=0, validation_fraction=0.01, data_dir="",
       tokenizer="",  # the CodeGen tokenizer.json / .model path; '' trains a SentencePiece BPE
       tokenizer_vocab_size=51200, tokenizer_train_bytes=200_000_000,
-      seq_len=2048, batch_size=256 if finetune else 1024, num_epochs=None, eval_batches=8,
-      seed=None, worker_count=0))
-  c.data.seed = ml_collections.FieldReference(None, field_type=int)
-  c.data.num_epochs = ml_collections.FieldReference(None, field_type=int)
+      seq_len=2048, batch_size=256 if finetune else 1024, eval_batches=8, worker_count=0)
 
-  c.optimizer = ml_collections.ConfigDict(dict(
-      learning_rate=1e-4 if finetune else 1e-3, schedule="linear",
-      warmup_steps=50 if finetune else 750, decay_steps=0, end_lr_fraction=0.0,
-      b1=0.9, b2=0.98, eps=1e-7, weight_decay=0.01 if finetune else 0.1, grad_clip_norm=1.0))
+  # The warmup as a fraction of the run: the paper's 750 of 36k (pretraining) and 50 of 6k
+  # (finetune) steps, which a shortened run (--config.total_steps=N) scales with it.
+  c.optimizer.update(
+      learning_rate=1e-4 if finetune else 1e-3, schedule="linear", warmup_steps=0,
+      warmup_fraction=50 / 6_000 if finetune else 750 / 36_000, decay_steps=0,
+      end_lr_fraction=0.0, b1=0.9, b2=0.98, eps=1e-7, weight_decay=0.01 if finetune else 0.1,
+      grad_clip_norm=1.0)
 
   # HumanEval pass@1 (greedy) on the 164 problems at every checkpoint, as the paper reports it.
-  c.evals = ml_collections.ConfigDict(dict(every=c.checkpoint_every, tasks=["humaneval"],
-                                           limit=None))
-  c.evals.limit = ml_collections.FieldReference(None, field_type=int)
+  c.evals.update(every=c.checkpoint_every, tasks=("humaneval",))
 
-  c.sample = ml_collections.ConfigDict(dict(
-      prompts=["def fibonacci(n):\n", "def is_prime(n):\n    \"\"\"Return True if n is prime.\"\"\"\n",
-               "import os\n\n\ndef list_python_files(path):\n"],
-      max_new_tokens=128, temperature=0.0))
+  c.sample.update(
+      prompts=("def fibonacci(n):\n",
+               "def is_prime(n):\n    \"\"\"Return True if n is prime.\"\"\"\n",
+               "import os\n\n\ndef list_python_files(path):\n"),
+      max_new_tokens=128, temperature=0.0)
 
   if v["tiny"]:
     # Same recipe shape at CPU scale: 80 steps of 16 x 128 tokens (2 microbatches of 8), warmup
-    # 750/36k and 50/6k of the run kept at >= 2 steps; the paper's lr, decay and dropout.
+    # 8 and 2 steps (750/36k and 50/6k of the run kept at >= 2 steps, as fractions); the paper's
+    # lr, decay and dropout.
     c.total_steps = 80
     c.log_every = 10
     c.eval_every = 40
     c.checkpoint_every = 40
     c.keep_checkpoints = 2
     c.grad_accum = 2
-    c.optimizer.warmup_steps = 8 if not finetune else 2
+    c.optimizer.warmup_fraction = 2 / 80 if finetune else 8 / 80
     c.model.update(vocab_size=-1, d_model=128, num_layers=2, num_heads=4, mlp_dim=512,
                    rotary_dim=16, max_seq_len=512, dtype="float32", remat_policy="none")
     c.data.update(source_dir="", max_files=60, validation_fraction=0.05,
                   tokenizer_vocab_size=1024, tokenizer_train_bytes=2_000_000, seq_len=128,
                   batch_size=16, eval_batches=4)
     c.sample.max_new_tokens = 24
-    c.evals.update(every=80, limit=16, max_new_tokens=128)  # HumanEval's first 16 at the end
+    # HumanEval's first 16 at the end of the run
+    c.evals.update(every=0, every_fraction=1.0, limit=16, max_new_tokens=128)
   return c
 
 

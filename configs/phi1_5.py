@@ -40,6 +40,7 @@ from __future__ import annotations
 import ml_collections
 
 from phi_jax.config_args import parse_arg
+from phi_jax.train import config_base
 
 TOKENS = 150_000_000_000
 BATCH, SEQ = 2048, 2048  # 4,194,304 tokens per step
@@ -49,7 +50,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   """The phi-1.5 pretraining config; `:tiny` shrinks it to run on a CPU."""
   v = parse_arg(arg, {"tiny": False})
 
-  c = ml_collections.ConfigDict()
+  c = config_base.get_config()
   c.seed = 0
   c.total_steps = -(-TOKENS // (BATCH * SEQ))  # 35,763 steps = 150B tokens
   c.log_every = 50
@@ -58,35 +59,30 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.keep_checkpoints = 3
   c.grad_accum = 32  # microbatch: 2048 / (32 x 8 devices) = 8 rows per device
   c.report = True
-  c.mesh = ml_collections.ConfigDict({"data": 1, "fsdp": -1, "tensor": 1})
+  c.mesh.update(data=1, fsdp=-1, tensor=1)
 
-  c.model = ml_collections.ConfigDict(dict(
-      name="phi-1.5", dtype="bfloat16", param_dtype="float32", attn_dropout=0.0,
-      resid_dropout=0.0, embd_dropout=0.0, remat_policy="full"))
+  c.model = config_base.model(
+      "phi-1.5", dtype="bfloat16", param_dtype="float32", attn_dropout=0.0, resid_dropout=0.0,
+      embd_dropout=0.0, remat_policy="full")
 
-  c.data = ml_collections.ConfigDict(dict(
+  c.data.update(
       dataset="text_corpus",
       source_dir="/path/to/phi1_5_corpus",  # set on the command line
       max_files=0, validation_fraction=0.01, data_dir="",
       tokenizer="", tokenizer_vocab_size=51200, tokenizer_train_bytes=200_000_000,
-      seq_len=SEQ, batch_size=BATCH, num_epochs=None, eval_batches=8, seed=None,
-      worker_count=0))
-  c.data.seed = ml_collections.FieldReference(None, field_type=int)
-  c.data.num_epochs = ml_collections.FieldReference(None, field_type=int)
+      seq_len=SEQ, batch_size=BATCH, eval_batches=8, worker_count=0)
 
-  c.optimizer = ml_collections.ConfigDict(dict(
-      learning_rate=2e-4, schedule="constant", warmup_steps=0, decay_steps=0, end_lr_fraction=1.0,
-      b1=0.9, b2=0.98, eps=1e-7, weight_decay=0.1, grad_clip_norm=1.0))
+  c.optimizer.update(
+      learning_rate=2e-4, schedule="constant", warmup_steps=0, warmup_fraction=0.0,
+      decay_steps=0, end_lr_fraction=1.0, b1=0.9, b2=0.98, eps=1e-7, weight_decay=0.1,
+      grad_clip_norm=1.0)
 
   # Task evaluations during training (phi_jax.evals.periodic): e.g. every=100,
-  # tasks=["humaneval", "mc:piqa:/data/piqa.jsonl"], limit=20. every=0: off.
-  c.evals = ml_collections.ConfigDict(dict(every=0, tasks=[], limit=None))
-  c.evals.limit = ml_collections.FieldReference(None, field_type=int)
-
-  c.sample = ml_collections.ConfigDict(dict(
-      prompts=["Alice was so tired when she got back home so she went",
-               "def print_prime(n):\n   \"\"\"\n   Print all primes between 1 and n\n   \"\"\"\n"],
-      max_new_tokens=128, temperature=0.0))
+  # tasks=("humaneval", "mc:piqa:/data/piqa.jsonl"), limit=20. Off here.
+  c.sample.update(
+      prompts=("Alice was so tired when she got back home so she went",
+               "def print_prime(n):\n   \"\"\"\n   Print all primes between 1 and n\n   \"\"\"\n"),
+      max_new_tokens=128, temperature=0.0)
 
   if v["tiny"]:
     c.total_steps = 80
@@ -100,5 +96,5 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.data.update(dataset="code_corpus", source_dir="", max_files=60, validation_fraction=0.05,
                   tokenizer_vocab_size=1024, tokenizer_train_bytes=2_000_000, seq_len=128,
                   batch_size=16, eval_batches=4)
-    c.sample.update(prompts=["def print_prime(n):\n", "class Stack:\n"], max_new_tokens=24)
+    c.sample.update(prompts=("def print_prime(n):\n", "class Stack:\n"), max_new_tokens=24)
   return c

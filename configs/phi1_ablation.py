@@ -33,6 +33,7 @@ from __future__ import annotations
 import ml_collections
 
 from phi_jax.config_args import parse_arg
+from phi_jax.train import config_base
 
 STAGES = ("pretrain", "finetune")
 
@@ -43,7 +44,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     raise ValueError(f"stage={v['stage']!r}: choose one of {STAGES}")
   finetune = v["stage"] == "finetune"
 
-  c = ml_collections.ConfigDict()
+  c = config_base.get_config()
   c.seed = 0
   c.total_steps = 120 if finetune else 300
   c.log_every = 25
@@ -52,42 +53,41 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.keep_checkpoints = 1
   c.grad_accum = 1
   c.report = False
-  c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
+  c.mesh.update(data=-1, fsdp=1, tensor=1)
   c.init_from = ""
 
   if finetune:  # the architecture is init_from's; only training-time fields may be set
-    c.model = ml_collections.ConfigDict(dict(name="init", dtype="float32",
-                                             param_dtype="float32"))
+    c.model = config_base.model("init", dtype="float32", param_dtype="float32")
   else:
-    c.model = ml_collections.ConfigDict(dict(
-        name="phi-1", vocab_size=-1, d_model=128, num_layers=4, num_heads=4, mlp_dim=512,
+    c.model = config_base.model(
+        "phi-1", vocab_size=-1, d_model=128, num_layers=4, num_heads=4, mlp_dim=512,
         rotary_dim=16, max_seq_len=512, dtype="float32", param_dtype="float32",
-        attn_dropout=0.0, resid_dropout=0.0, embd_dropout=0.0, remat_policy="none"))
+        attn_dropout=0.0, resid_dropout=0.0, embd_dropout=0.0, remat_policy="none")
 
-  c.data = ml_collections.ConfigDict(dict(
+  c.data.update(
       dataset="synthetic_exercises" if finetune else "code_corpus", source_dir="", max_files=0,
       validation_fraction=0.02 if finetune else 0.05, data_dir="", tokenizer="",
       tokenizer_vocab_size=2048, tokenizer_train_bytes=4_000_000, seq_len=256, batch_size=8,
-      num_epochs=None, eval_batches=8, seed=None, worker_count=0,
-      format="prompt_completion" if finetune else "lm"))
-  c.data.seed = ml_collections.FieldReference(None, field_type=int)
-  c.data.num_epochs = ml_collections.FieldReference(None, field_type=int)
+      eval_batches=8, worker_count=0, format="prompt_completion" if finetune else "lm")
 
-  c.optimizer = ml_collections.ConfigDict(dict(
+  # The warmup as a fraction of the run: 15 of 120 and 40 of 300 steps (experiments/phi1/run.sh
+  # sets total_steps to those), scaled with a shortened run.
+  c.optimizer.update(
       learning_rate=1e-3 if finetune else 3e-3, schedule="linear",
-      warmup_steps=15 if finetune else 40, decay_steps=0, end_lr_fraction=0.0 if finetune else 0.1,
-      b1=0.9, b2=0.95, eps=1e-8, weight_decay=0.01 if finetune else 0.1, grad_clip_norm=1.0))
+      warmup_steps=0, warmup_fraction=15 / 120 if finetune else 40 / 300, decay_steps=0,
+      end_lr_fraction=0.0 if finetune else 0.1, b1=0.9, b2=0.95, eps=1e-8,
+      weight_decay=0.01 if finetune else 0.1, grad_clip_norm=1.0)
 
-  c.sample = ml_collections.ConfigDict(dict(
-      prompts=['def count_even(nums: list[int]) -> int:\n    """Return how many numbers in nums '
-               'are even."""\n'], max_new_tokens=48, temperature=0.0))
+  c.sample.update(
+      prompts=('def count_even(nums: list[int]) -> int:\n    """Return how many numbers in nums '
+               'are even."""\n',), max_new_tokens=48, temperature=0.0)
 
   if v["tiny"]:
     c.total_steps = 4
     c.log_every = 2
     c.eval_every = 4
     c.checkpoint_every = 4
-    c.optimizer.warmup_steps = 1
+    c.optimizer.warmup_fraction = 1 / 4
     if not finetune:
       c.model.update(d_model=64, num_layers=2, num_heads=2, mlp_dim=128, rotary_dim=8)
     c.data.update(max_files=30, tokenizer_vocab_size=512, seq_len=128, batch_size=4,

@@ -52,6 +52,7 @@ from __future__ import annotations
 import ml_collections
 
 from phi_jax.config_args import parse_arg
+from phi_jax.train import config_base
 
 SIZES = {"mini": "phi-3-mini-4k", "small": "phi-3-small-8k", "medium": "phi-3-medium-4k"}
 TOKENS = {"mini": 3_300_000_000_000, "small": 4_800_000_000_000, "medium": 4_800_000_000_000}
@@ -71,7 +72,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   seq = SEQ[size]
   batch = TOKENS_PER_STEP // seq
 
-  c = ml_collections.ConfigDict()
+  c = config_base.get_config()
   c.seed = 0
   c.total_steps = -(-TOKENS[size] // TOKENS_PER_STEP)
   c.log_every = 100
@@ -80,35 +81,30 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.keep_checkpoints = 3
   c.grad_accum = GRAD_ACCUM[size]
   c.report = True
-  c.mesh = ml_collections.ConfigDict({"data": 1, "fsdp": -1, "tensor": 1})
+  c.mesh.update(data=1, fsdp=-1, tensor=1)
 
-  c.model = ml_collections.ConfigDict(dict(
-      name=SIZES[size], dtype="bfloat16", param_dtype="float32", remat_policy="full"))
+  c.model = config_base.model(SIZES[size], dtype="bfloat16", param_dtype="float32",
+                              remat_policy="full")
 
-  c.data = ml_collections.ConfigDict(dict(
+  c.data.update(
       dataset="text_corpus",
       source_dir="/path/to/phi3_pretraining_text",  # set on the command line
       max_files=0, validation_fraction=0.01, data_dir="",
       tokenizer="",  # Llama-2 tokenizer.model (mini, medium) / cl100k tokenizer.json (small)
       tokenizer_vocab_size=32000, tokenizer_train_bytes=200_000_000,
-      seq_len=seq, batch_size=batch, num_epochs=None, eval_batches=8, seed=None,
-      worker_count=0))
-  c.data.seed = ml_collections.FieldReference(None, field_type=int)
-  c.data.num_epochs = ml_collections.FieldReference(None, field_type=int)
+      seq_len=seq, batch_size=batch, eval_batches=8, worker_count=0)
 
-  # Not from the phi-3 report (it publishes none): Llama 2's recipe, arXiv 2307.09288.
-  c.optimizer = ml_collections.ConfigDict(dict(
-      learning_rate=3e-4, schedule="cosine", warmup_steps=2_000, decay_steps=0,
-      end_lr_fraction=0.1, b1=0.9, b2=0.95, eps=1e-5, weight_decay=0.1, grad_clip_norm=1.0))
+  # Not from the phi-3 report (it publishes none): Llama 2's recipe, arXiv 2307.09288; its 2,000
+  # warmup steps as a fraction of this run (a shortened run scales them).
+  c.optimizer.update(
+      learning_rate=3e-4, schedule="cosine", warmup_steps=0,
+      warmup_fraction=2_000 / c.total_steps, decay_steps=0, end_lr_fraction=0.1, b1=0.9,
+      b2=0.95, eps=1e-5, weight_decay=0.1, grad_clip_norm=1.0)
 
   # Task evaluations during training (phi_jax.evals.periodic): e.g. every=100,
-  # tasks=["humaneval", "mc:piqa:/data/piqa.jsonl"], limit=20. every=0: off.
-  c.evals = ml_collections.ConfigDict(dict(every=0, tasks=[], limit=None))
-  c.evals.limit = ml_collections.FieldReference(None, field_type=int)
-
-  c.sample = ml_collections.ConfigDict(dict(
-      prompts=["The capital of France is", "def binary_search(items, target):\n"],
-      max_new_tokens=128, temperature=0.0))
+  # tasks=("humaneval", "mc:piqa:/data/piqa.jsonl"), limit=20. Off here.
+  c.sample.update(prompts=("The capital of France is", "def binary_search(items, target):\n"),
+                  max_new_tokens=128, temperature=0.0)
 
   if v["tiny"]:
     c.total_steps = 80
@@ -117,7 +113,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.checkpoint_every = 40
     c.keep_checkpoints = 2
     c.grad_accum = 2
-    c.optimizer.warmup_steps = 8
+    c.optimizer.warmup_fraction = 8 / 80
     c.model.update(vocab_size=-1, d_model=128, num_layers=2, num_heads=4,
                    num_kv_heads=TINY_KV_HEADS[size], mlp_dim=384, max_seq_len=512,
                    dtype="float32", remat_policy="none", bos_id=None, eos_id=None, pad_id=None)
@@ -129,5 +125,5 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.data.update(dataset="code_corpus", source_dir="", max_files=60, validation_fraction=0.05,
                   tokenizer_vocab_size=1024, tokenizer_train_bytes=2_000_000, seq_len=128,
                   batch_size=16, eval_batches=4)
-    c.sample.update(prompts=["def binary_search(items, target):\n"], max_new_tokens=24)
+    c.sample.update(prompts=("def binary_search(items, target):\n",), max_new_tokens=24)
   return c

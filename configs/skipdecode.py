@@ -29,6 +29,7 @@ from __future__ import annotations
 import ml_collections
 
 from phi_jax.config_args import parse_arg
+from phi_jax.train import config_base
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
@@ -44,53 +45,47 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     raise ValueError(f"speedup={speedup} must be >= 1 (1 = no skipping)")
   tiny = bool(v["tiny"])
 
-  c = ml_collections.ConfigDict()
+  c = config_base.get_config()
   c.seed = 0
   c.total_steps = 1200 if v["pretrain"] else 400
+  # Durations in steps: experiments/skipdecode/run.sh sets them per run.
   c.log_every = 20
   c.eval_every = 200
   c.checkpoint_every = 200
   c.keep_checkpoints = 1
   c.grad_accum = 1
   c.report = True
-  c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
+  c.mesh.update(data=-1, fsdp=1, tensor=1)
   c.init_from = v["init_from"]
 
   if v["pretrain"]:
-    c.model = ml_collections.ConfigDict(dict(
-        name="tiny-serial", vocab_size=-1, d_model=96, num_layers=12, num_heads=4,
-        num_kv_heads=4, mlp_dim=288, max_seq_len=512, dtype="float32", param_dtype="float32"))
+    c.model = config_base.model(
+        "tiny-serial", vocab_size=-1, d_model=96, num_layers=12, num_heads=4, num_kv_heads=4,
+        mlp_dim=288, max_seq_len=512, dtype="float32", param_dtype="float32")
   else:  # the architecture is init_from's; only training-time fields may be set here
-    c.model = ml_collections.ConfigDict(dict(name="init", dtype="float32",
-                                             param_dtype="float32"))
+    c.model = config_base.model("init", dtype="float32", param_dtype="float32")
 
-  c.data = ml_collections.ConfigDict(dict(
+  c.data.update(
       dataset="code_corpus" if v["pretrain"] else "docstring_code", source_dir="", max_files=0,
       validation_fraction=0.05, data_dir="", tokenizer="", tokenizer_vocab_size=2048,
-      tokenizer_train_bytes=4_000_000, seq_len=256, batch_size=16, num_epochs=None,
-      eval_batches=8, seed=None, worker_count=0,
-      format="lm" if v["pretrain"] else "prompt_completion"))
-  c.data.seed = ml_collections.FieldReference(None, field_type=int)
-  c.data.num_epochs = ml_collections.FieldReference(None, field_type=int)
+      tokenizer_train_bytes=4_000_000, seq_len=256, batch_size=16, eval_batches=8,
+      worker_count=0, format="lm" if v["pretrain"] else "prompt_completion")
 
-  c.optimizer = ml_collections.ConfigDict(dict(
+  c.optimizer.update(
       learning_rate=3e-3 if v["pretrain"] else 1e-3, schedule="cosine",
-      warmup_steps=50 if v["pretrain"] else 20, decay_steps=0, end_lr_fraction=0.1, b1=0.9,
-      b2=0.95, eps=1e-8, weight_decay=0.1, grad_clip_norm=1.0))
+      warmup_steps=50 if v["pretrain"] else 20, warmup_fraction=0.0, decay_steps=0,
+      end_lr_fraction=0.1, b1=0.9, b2=0.95, eps=1e-8, weight_decay=0.1, grad_clip_norm=1.0)
 
-  c.skip = ml_collections.ConfigDict(dict(
-      enabled=v["finetune"] and speedup > 1, target_speedup=speedup, warmup_layers=1,
-      decay_len=64))
+  c.skip.update(enabled=bool(v["finetune"] and speedup > 1), target_speedup=speedup,
+                warmup_layers=1, decay_len=64, ratio=2.0)
 
   # Task evaluations during training (phi_jax.evals.periodic): e.g. every=100,
-  # tasks=["humaneval", "mc:piqa:/data/piqa.jsonl"], limit=20. every=0: off.
-  c.evals = ml_collections.ConfigDict(dict(every=0, tasks=[], limit=None))
-  c.evals.limit = ml_collections.FieldReference(None, field_type=int)
-
-  c.sample = ml_collections.ConfigDict(dict(
-      prompts=['def mean(values):\n    """Return the arithmetic mean of a list of numbers."""\n',
-               'def is_palindrome(text):\n    """Return True if text reads the same backwards."""\n'],
-      max_new_tokens=48, temperature=0.0))
+  # tasks=("humaneval", "mc:piqa:/data/piqa.jsonl"), limit=20. Off here.
+  c.sample.update(
+      prompts=('def mean(values):\n    """Return the arithmetic mean of a list of numbers."""\n',
+               'def is_palindrome(text):\n'
+               '    """Return True if text reads the same backwards."""\n'),
+      max_new_tokens=48, temperature=0.0)
 
   if tiny:
     c.total_steps = 8

@@ -55,7 +55,7 @@ def _compile(config: Any, cfg: Any, mesh: Any) -> dict[str, Any]:
   from phi_jax.train import step as step_lib
 
   seq_len, batch_size = int(config.data.seq_len), int(config.data.batch_size)
-  grad_accum = int(config.get("grad_accum", 1))
+  grad_accum = int(config.grad_accum)
   tx, schedule = optim.make_optimizer(config.optimizer, config.total_steps)
   state, shardings = step_lib.abstract_state(cfg, tx, seq_len, mesh, jax.random.key(config.seed))
   batch_sh = sharding.batch_sharding(mesh)
@@ -122,13 +122,13 @@ def memory_report(config: Any, num_devices: int, *, layers: Optional[int] = None
         f"({available[0].platform}). On CPU set XLA_FLAGS=--xla_force_host_platform_device_count="
         f"{num_devices} before jax is imported (the `python -m phi_jax.aot` CLI does it).")
   mesh = mesh_lib.make_mesh(dict(config.mesh), available[:num_devices])
-  batch_size, grad_accum = int(config.data.batch_size), int(config.get("grad_accum", 1))
+  batch_size, grad_accum = int(config.data.batch_size), int(config.grad_accum)
   data_devices = mesh.shape["data"] * mesh.shape["fsdp"]
   if batch_size % (grad_accum * data_devices):
     raise ValueError(f"data.batch_size={batch_size} must be divisible by grad_accum={grad_accum} "
                      f"x data x fsdp mesh size ({data_devices}); change --config.grad_accum, "
                      "--config.data.batch_size or the device count")
-  vocab = int(config.data.get("tokenizer_vocab_size", 0)) or None
+  vocab = int(config.data.tokenizer_vocab_size) or None
   cfg = loop.model_config(config, vocab)
   full_layers = cfg.num_layers
   if layers is None or layers >= full_layers:
@@ -231,7 +231,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   if args.platform == "cpu":
     _set_device_count(args.devices)  # before jax is imported below
 
-  from phi_jax.sweep import load_config  # imports no jax
+  from phi_jax.config_args import load_config  # imports no jax: main's --config.KEY parser
   try:
     config = load_config(args.config, [o[len("--config."):] for o in overrides])
     report = memory_report(config, args.devices, layers=args.layers,

@@ -1,8 +1,11 @@
 """Train (or resume) a run: python -m phi_jax.main --config=configs/FILE.py[:ARG] --workdir=DIR.
 
 Single fields are overridden on the command line (--config.total_steps=300); the config is locked,
-so a misspelled field fails with the list of valid ones. Rerunning the same command on a workdir that
-has checkpoints resumes from the newest complete one.
+so a misspelled field fails with the list of valid ones (`phi_jax.config_args`: the same parser as
+`python -m phi_jax.sweep` and `python -m phi_jax.aot`). Rerunning the same command on a workdir
+that has checkpoints resumes from the newest complete one; a config that differs from the
+workdir's config.json in a field that defines the run (model, data, optimizer, seed; see
+`phi_jax.train.config_base.RESUMABLE` for what may change) is refused before anything is written.
 """
 
 from __future__ import annotations
@@ -10,13 +13,11 @@ from __future__ import annotations
 import sys
 
 from absl import app, flags, logging
-from ml_collections import config_flags
 
+from phi_jax import config_args
 from phi_jax.train import loop
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (a .py with "
-                                          "get_config(arg)), optionally followed by :ARG.",
-                                          lock_config=True)
+_CONFIG = config_args.define_config_flag()
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and reports.")
 flags.mark_flags_as_required(["config", "workdir"])
 
@@ -28,7 +29,7 @@ def main(argv) -> None:
   import tensorflow_datasets as tfds
   tfds.disable_progress_bar()
   try:
-    summary = loop.train(_CONFIG.value, _WORKDIR.value)
+    summary = loop.train(config_args.relock(_CONFIG.value), _WORKDIR.value)
   except (ValueError, FileNotFoundError, loop.NonFiniteLossError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
@@ -37,4 +38,4 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=config_args.parse_command_line)

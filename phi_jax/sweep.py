@@ -11,9 +11,10 @@ The config module defines the runs next to the config they vary (big_vision styl
 Each run is a dict of dotted overrides; it gets its own workdir DIR/<slug> (e.g.
 DIR/learning_rate=0.001) and runs main with `--config.KEY=VALUE` flags, so a crash in one run does
 not take down the sweep (its output is in DIR/<slug>/sweep_run.log). `--config.KEY=VALUE` flags given
-to the sweep apply to every run. Up to --parallel runs at a time. Every override is checked against
-the locked config before anything starts. Runs share one prepared dataset, DIR/data, unless the
-config sets data.data_dir (prepared once, here, before any run starts).
+to the sweep apply to every run. Up to --parallel runs at a time. Every run's config is parsed from
+its flags (phi_jax.config_args, the parser main uses) before anything starts. Runs share one
+prepared dataset, DIR/data, unless the config sets data.data_dir (prepared once, here, before any
+run starts).
 
 Rerunning the same command continues the sweep: a finished run (summary.json with stopped_by null and
 step == total_steps) is skipped, an unfinished one resumes from its newest checkpoint (main resumes
@@ -25,7 +26,6 @@ steps, status) and sweep.png (each --metrics against step, one line per run, fro
 
 from __future__ import annotations
 
-import ast
 import csv
 import dataclasses
 import importlib.util
@@ -43,13 +43,15 @@ from typing import Any, Mapping, Optional, Sequence
 
 import ml_collections
 
+from phi_jax.config_args import load_config, override_flags, parse_overrides  # noqa: F401
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=,+-]+")
 
 
 # ---- configs and overrides ---------------------------------------------------------------------
 
 def load_module(path: str | os.PathLike) -> Any:
-  """Imports a config file (configs/FILE.py) as a module."""
+  """Imports a config file (configs/FILE.py) as a module (for its `sweep()`)."""
   path = pathlib.Path(path)
   if not path.is_file():
     raise ValueError(f"config file {str(path)!r} does not exist")
@@ -65,68 +67,6 @@ def split_spec(spec: str) -> tuple[str, str]:
   """'configs/phi1.py:size=350m' -> ('configs/phi1.py', 'size=350m')."""
   path, _, arg = spec.partition(":")
   return path, arg
-
-
-def _coerce(old: Any, value: Any, key: str) -> Any:
-  """A command-line string -> the type of the field it replaces."""
-  if not isinstance(value, str) or isinstance(old, str):
-    return value
-  if isinstance(old, bool):
-    if value.lower() not in ("true", "false", "1", "0"):
-      raise ValueError(f"--config.{key}={value!r}: expected true or false")
-    return value.lower() in ("true", "1")
-  try:
-    if isinstance(old, int):
-      return int(value)
-    if isinstance(old, float):
-      return float(value)
-    return ast.literal_eval(value)  # None-valued fields, tuples, lists
-  except (ValueError, SyntaxError):
-    if isinstance(old, (int, float)):
-      raise ValueError(f"--config.{key}={value!r}: expected {type(old).__name__}") from None
-    return value
-
-
-def apply_overrides(config: ml_collections.ConfigDict, overrides: Mapping[str, Any]) -> None:
-  """Sets dotted keys ({'optimizer.learning_rate': 1e-3}) on a locked config; strings are parsed
-  to the field's type. Unknown keys raise ValueError listing the valid ones."""
-  for key, value in overrides.items():
-    *parents, leaf = key.split(".")
-    node = config
-    for name in parents:
-      sections = sorted(k for k in node if isinstance(node[k], ml_collections.ConfigDict))
-      if name not in sections:
-        raise ValueError(f"config has no section {name!r} (in {key!r}); sections: {sections}")
-      node = node[name]
-    if leaf not in node:
-      raise ValueError(f"config has no field {key!r}; valid fields here: {sorted(node.keys())}")
-    try:
-      setattr(node, leaf, _coerce(node[leaf], value, key))
-    except TypeError as e:
-      raise ValueError(f"override {key}={value!r}: {e}") from None
-
-
-def parse_overrides(items: Sequence[str]) -> dict[str, str]:
-  """['total_steps=3', 'data.max_files=10'] -> {'total_steps': '3', 'data.max_files': '10'}."""
-  out = {}
-  for item in items:
-    key, sep, value = item.partition("=")
-    if not sep or not key:
-      raise ValueError(f"override {item!r} is not KEY=VALUE")
-    out[key] = value
-  return out
-
-
-def load_config(spec: str,
-                overrides: Sequence[str] | Mapping[str, Any] = ()) -> ml_collections.ConfigDict:
-  """`configs/FILE.py[:ARG]` + overrides -> the locked config main would run (no jax imported)."""
-  path, arg = split_spec(spec)
-  config = load_module(path).get_config(arg)
-  config.lock()
-  if not isinstance(overrides, Mapping):
-    overrides = parse_overrides(overrides)
-  apply_overrides(config, overrides)
-  return config
 
 
 # ---- runs --------------------------------------------------------------------------------------
@@ -257,10 +197,6 @@ def plot(runs: Sequence[Run], metrics: Sequence[str], path: pathlib.Path) -> Opt
   return path
 
 
-def _flag(key: str, value: Any) -> str:
-  return f"--config.{key}={value!r}" if isinstance(value, float) else f"--config.{key}={value}"
-
-
 def _prepare_data(configs: Sequence[ml_collections.ConfigDict]) -> None:
   """Builds each distinct dataset once, before parallel runs would race to build it."""
   from absl import logging as absl_logging
@@ -304,15 +240,15 @@ def plan_sweep(spec: str, workdir: str | os.PathLike, *,
     runs = list(module.sweep(arg) if takes_arg else module.sweep())
   if not runs:
     raise ValueError(f"the sweep of {spec} has no runs")
-  if not load_config(spec, common).data.get("data_dir"):  # one prepared dataset for all runs
+  if not load_config(spec, common).data.data_dir:  # one prepared dataset for all runs
     common["data.data_dir"] = str(workdir / "data")
   planned = []
   for run_overrides, slug in zip(runs, slugs(runs)):
-    config = load_config(spec, common)
-    apply_overrides(config, run_overrides)  # every override checked before anything starts
+    merged = {**common, **run_overrides}
+    # Every run's config is parsed, before anything starts, from the very flags main will get.
+    config = load_config(spec, merged)
     command = [sys.executable, "-m", "phi_jax.main", f"--config={spec}",
-               f"--workdir={workdir / slug}"]
-    command += [_flag(k, v) for k, v in {**common, **run_overrides}.items()]
+               f"--workdir={workdir / slug}", *override_flags(merged)]
     planned.append(Run(dict(run_overrides), slug, workdir / slug, int(config.total_steps),
                        config=config, command=command))
   return planned

@@ -7,6 +7,7 @@ the correctness checks the benchmarks carry (identical greedy tokens).
 from __future__ import annotations
 
 import json
+import math
 import os
 import pathlib
 import subprocess
@@ -56,5 +57,13 @@ def test_train_benchmark_smoke():
   result = _run_json("experiments/perf/train_vs_hf.py", "--quick")
   assert result["benchmark"] == "train_vs_hf" and result["threads"] == 1
   assert result["phi_jax"] > 0 and result["reference"] > 0 and result["ratio"] > 0
-  first = result["loss_first_step"]  # both start near ln(vocab): same task, same batch
-  assert abs(first["phi_jax"] - first["reference"]) < 0.5
+  # Both start at ~ln(vocab) (small random init: near-uniform predictions), so a wrong loss
+  # (another normalisation, shifted targets, a mask) shows here; then the same 3 AdamW steps on
+  # the same batch lower both by about the same amount (a wrong optimizer / lr / mask shows).
+  ln_vocab = math.log(result["model"]["vocab"])
+  first, last = result["loss_first_step"], result["loss_last_step"]
+  for side in ("phi_jax", "reference"):
+    assert abs(first[side] - ln_vocab) < 0.1, (side, first[side], ln_vocab)
+    assert last[side] < first[side] - 0.01, (side, first[side], last[side])
+  drop_jax, drop_ref = first["phi_jax"] - last["phi_jax"], first["reference"] - last["reference"]
+  assert abs(drop_jax - drop_ref) < 0.3 * drop_ref, (drop_jax, drop_ref)

@@ -1,12 +1,16 @@
-"""Checkpointer: keep N, restore into shardings, fall back past a corrupt newest checkpoint."""
+"""Checkpointer: keep N, restore into shardings, fall back past a corrupt newest checkpoint (moved
+aside, so the resumed run can save that step again); a readable checkpoint of other shapes is a
+mismatch, not corruption, and nothing is moved."""
 
+import hashlib
 import pathlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
-from phi_jax.train.checkpoint import Checkpointer
+from phi_jax.train.checkpoint import CheckpointMismatchError, Checkpointer
 
 
 def _state(value: float):
@@ -40,7 +44,52 @@ def test_corrupt_newest_checkpoint_falls_back_with_a_warning(tmp_path, capsys):
   assert step == 1
   np.testing.assert_array_equal(state["params"]["w"], np.ones((4, 3), np.float32))
   assert "checkpoint step 2 is unreadable" in capsys.readouterr().out
+  # Moved aside (kept), no longer a step: the resumed run saves step 2 again without
+  # "Checkpoint for step 2 already exists".
+  assert ckpt.all_steps() == [1] and (tmp_path / "ckpt" / "2.unreadable").is_dir()
+  ckpt.save(2, _state(5.0), force=True)
+  ckpt.wait()
+  assert ckpt.all_steps() == [1, 2]
   ckpt.close()
+
+
+def test_missing_files_are_corruption_too(tmp_path):
+  ckpt = Checkpointer(tmp_path / "ckpt", async_save=False)
+  ckpt.save(1, _state(1.0), force=True)
+  ckpt.save(2, _state(2.0), force=True)
+  ckpt.close()
+  for path in (tmp_path / "ckpt" / "2" / "state").iterdir():
+    if path.is_file():
+      path.unlink()
+  ckpt = Checkpointer(tmp_path / "ckpt")
+  step, _ = ckpt.restore_latest(jax.eval_shape(lambda: _state(0.0)))
+  assert step == 1
+  ckpt.close()
+
+
+def _hashes(root: pathlib.Path) -> dict[str, str]:
+  return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+          for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_shape_mismatch_is_not_corruption(tmp_path):
+  ckpt = Checkpointer(tmp_path / "ckpt", async_save=False)
+  ckpt.save(1, _state(1.0), force=True)
+  ckpt.save(2, _state(2.0), force=True)
+  ckpt.close()
+  before = _hashes(tmp_path)
+  other = jax.eval_shape(lambda: {"params": {"w": jnp.zeros((4, 5), jnp.float32)},
+                                  "step": jnp.int32(0)})
+  ckpt = Checkpointer(tmp_path / "ckpt")
+  with pytest.raises(CheckpointMismatchError,
+                     match=r"params/w: \(4, 3\) stored, \(4, 5\) expected"):
+    ckpt.restore_latest(other)
+  extra = jax.eval_shape(lambda: {**_state(0.0), "bias": jnp.zeros((3,))})
+  with pytest.raises(CheckpointMismatchError, match="bias: expected, not stored"):
+    ckpt.restore_latest(extra)
+  ckpt.close()
+  assert _hashes(tmp_path) == before and sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == [
+      "1", "2"]
 
 
 def test_partial_save_directory_is_ignored(tmp_path):

@@ -94,3 +94,21 @@ def test_generate_cli_errors(tmp_path, sp_model, capsys):
   assert generate_cli.main(["--hf_dir", str(folder), "--prompt", "x " * 200,
                             "--max_new_tokens", "8"]) == 2
   assert "max_seq_len=128" in capsys.readouterr().err
+
+
+# ---- main, sweep and aot: one --config.KEY=VALUE parser (phi_jax.config_args) -------------------
+
+def test_sweep_and_aot_parse_overrides_like_main(tmp_path, capsys):
+  from phi_jax import sweep
+  spec = f"--config={REPO / 'configs' / 'phi1.py'}:tiny"
+  assert sweep.main([spec, f"--workdir={tmp_path}", "--dry_run", "--config.total_steps=5"]) == 0
+  commands = [line for line in capsys.readouterr().out.splitlines() if "phi_jax.main" in line]
+  assert len(commands) == 3 and all("--config.total_steps=5" in c for c in commands)
+  assert "--config.optimizer.learning_rate=0.0003" in commands[0]
+  assert sweep.main([spec, f"--workdir={tmp_path}", "--dry_run", "--config.optimizer.lr=1"]) == 1
+  assert "the config has no field 'optimizer.lr'; valid fields at optimizer" in \
+      capsys.readouterr().err
+  run = subprocess.run([sys.executable, "-m", "phi_jax.aot", spec, "--config.total_step=3"],
+                       capture_output=True, text=True, cwd=REPO, timeout=600)
+  assert run.returncode == 1 and "the config has no field 'total_step'" in run.stderr
+  assert "Traceback" not in run.stderr

@@ -1,11 +1,13 @@
-"""Paper configs (configs/phi1.py, phi1_5.py, phi3.py), the AOT memory report and the sweep runner.
+"""Paper configs (configs/*.py), the config schema, the AOT memory report and the sweep runner.
 
-Every variant builds, locks and validates; the optimizer numbers are the papers'; full-size
-presets match the published parameter counts; `memory_report` shards params over fsdp; a 2-run
-sweep runs, is skipped on rerun, and writes its table and plot.
+Every variant builds from the base schema (phi_jax/train/config_base.py), locks and validates; the
+optimizer numbers are the papers'; full-size presets match the published parameter counts;
+`memory_report` shards params over fsdp; a 2-run sweep runs, is skipped on rerun, and writes its
+table and plot; main, sweep and aot parse --config.KEY=VALUE with one parser.
 """
 
 import csv
+import dataclasses
 import json
 import os
 import pathlib
@@ -16,14 +18,14 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from phi_jax import aot, sweep
-from phi_jax.models import Transformer, presets
-from phi_jax.train import loop, optim
+from phi_jax import aot, config_args, sweep
+from phi_jax.models import ModelConfig, Transformer, presets
+from phi_jax.train import config_base, loop, optim
 from phi_jax.train import mesh as mesh_lib
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
-QUICKSTART = sweep.load_config(str(CONFIGS / "quickstart.py"))
+BASE = config_base.get_config()
 
 VARIANTS = [
     ("phi1.py", ""), ("phi1.py", "size=350m"), ("phi1.py", "stage=finetune"),
@@ -31,31 +33,47 @@ VARIANTS = [
     ("phi1_5.py", ""), ("phi1_5.py", "tiny"),
     ("phi3.py", "size=mini"), ("phi3.py", "size=small"), ("phi3.py", "size=medium"),
     ("phi3.py", "tiny"), ("phi3.py", "size=small,tiny"), ("phi3.py", "size=medium,tiny"),
+    ("quickstart.py", ""), ("quickstart.py", "smoke"),
+    ("phi1_ablation.py", "stage=pretrain"), ("phi1_ablation.py", "stage=finetune,tiny"),
+    ("skipdecode.py", "pretrain"), ("skipdecode.py", "finetune,speedup=2,tiny"),
 ]
 
 
 def _config(name, arg=""):
-  return sweep.load_config(f"{CONFIGS / name}:{arg}" if arg else str(CONFIGS / name))
+  return config_args.load_config(f"{CONFIGS / name}:{arg}" if arg else str(CONFIGS / name))
 
 
-def _keys(config, prefix=""):
-  out = set()
-  for key, value in config.items():
-    out.add(prefix + key)
-    if key in ("data", "optimizer", "sample"):  # the sections the loop reads field by field
-      out |= _keys(value, prefix + key + ".")
-  return out
+def _schema(config):
+  """Every key with its type (None: any), except the model section (a preset's name + field
+  overrides, checked against ModelConfig)."""
+  return {k: None if v is None else type(v) if not isinstance(v, int) or isinstance(v, bool)
+          else "number" for k, v in config_base.flatten(config_base.as_json(config)).items()
+          if not k.startswith("model.")}
+
+
+def _same_schema(a, b):
+  return a.keys() == b.keys() and all(a[k] == b[k] for k in a if a[k] and b[k])
 
 
 @pytest.mark.parametrize("name,arg", VARIANTS)
 def test_variant_builds_locks_and_validates(name, arg):
   config = _config(name, arg)
-  assert config.is_locked
+  assert config.is_locked and config.model.is_locked and config.evals.is_locked
   with pytest.raises(AttributeError):
     config.total_step = 3  # a misspelled field fails
-  assert _keys(config) == _keys(QUICKSTART), "the config must follow the quickstart schema"
+  with pytest.raises(AttributeError):
+    config.model.d_modle = 3
+  assert _same_schema(_schema(config), _schema(BASE)), "a config is the base schema + values"
+  fields = {f.name for f in dataclasses.fields(ModelConfig)}
+  assert set(config.model.keys()) - {"name"} <= fields
+  optim.make_optimizer(config.optimizer, config.total_steps)
+  loop.intervals(config)
+  if config.model.name == "init":  # the architecture comes from init_from
+    return
   cfg = loop.model_config(config, vocab_size=config.data.tokenizer_vocab_size)
   assert cfg.name == config.model.name
+  if name not in ("phi1.py", "phi1_5.py", "phi3.py"):
+    return
   if "tiny" in arg:
     assert cfg.num_layers <= 4 and cfg.d_model <= 128 and config.data.source_dir == ""
     assert config.total_steps <= 100 and 0 < config.data.max_files <= 100
@@ -65,8 +83,44 @@ def test_variant_builds_locks_and_validates(name, arg):
     assert config.data.seq_len <= cfg.max_seq_len
   data, fsdp, _ = mesh_lib.mesh_shape(dict(config.mesh), 8)
   assert config.data.batch_size % (config.grad_accum * data * fsdp) == 0
-  optim.make_optimizer(config.optimizer, config.total_steps)
   json.loads(config.to_json_best_effort())
+  # Shortening a run is one flag: the warmup is a fraction of the run.
+  short = config_args.load_config(f"{CONFIGS / name}:{arg}" if arg else str(CONFIGS / name),
+                                  {"total_steps": 5})
+  optim.make_optimizer(short.optimizer, short.total_steps)
+
+
+def test_the_base_schema_matches_the_eval_options():
+  from phi_jax.evals import tasks
+  options = {f.name: f.default for f in dataclasses.fields(tasks.Options)}
+  for name, default in options.items():
+    if name in ("progress", "builder_kwargs"):  # not settable from a config
+      continue
+    assert name in BASE.evals, f"evals.{name} (a tasks.Options field) is missing from the schema"
+    value = BASE.evals[name]
+    assert (tuple(value) if isinstance(value, tuple) else value) == default, name
+  assert config_base.resumable("evals.tasks") and not config_base.resumable("model.d_model")
+  assert not config_base.resumable("optimizer.learning_rate")
+  assert not config_base.resumable("data.tokenizer_vocab_size")
+
+
+def test_resume_conflicts_name_the_fields_that_define_the_run():
+  saved = config_base.as_json(_config("quickstart.py", "smoke"))
+  same = _config("quickstart.py", "smoke")
+  assert config_base.resume_conflicts(saved, same) == []
+  resumable = config_args.load_config(f"{CONFIGS / 'quickstart.py'}:smoke", {
+      "total_steps": 50, "log_every_fraction": 0.1, "mesh.data": 2, "evals.every": 5,
+      "data.data_dir": "/elsewhere", "keep_checkpoints": 9, "optimizer.decay_steps": 40})
+  assert config_base.resume_conflicts(saved, resumable) == []
+  changed = config_args.load_config(f"{CONFIGS / 'quickstart.py'}:smoke", {
+      "model.d_model": 32, "seed": 1, "data.tokenizer_vocab_size": 1024,
+      "optimizer.b2": 0.99, "total_steps": 99})
+  assert config_base.resume_conflicts(saved, changed) == [
+      ("data.tokenizer_vocab_size", 512, 1024), ("model.d_model", 64, 32),
+      ("optimizer.b2", 0.95, 0.99), ("seed", 0, 1)]
+  # A config.json written before a key existed compares against the key's base default.
+  del saved["skip"]
+  assert config_base.resume_conflicts(saved, same) == []
 
 
 @pytest.mark.parametrize("name,arg,match", [
@@ -81,12 +135,14 @@ def test_bad_variants_fail_clearly(name, arg, match):
 def test_phi1_recipe_matches_the_paper():
   base, ft = _config("phi1.py"), _config("phi1.py", "stage=finetune")
   o = base.optimizer
-  assert (o.learning_rate, o.schedule, o.warmup_steps, o.weight_decay) == (1e-3, "linear", 750, 0.1)
+  assert (o.learning_rate, o.schedule, o.weight_decay) == (1e-3, "linear", 0.1)
+  assert optim.warmup_steps(o, base.total_steps) == 750
   assert o.end_lr_fraction == 0.0 and base.total_steps == 36_000
   assert (base.data.batch_size, base.data.seq_len) == (1024, 2048)  # tokens/step = 1024 x 2048
   assert base.model.attn_dropout == base.model.resid_dropout == 0.1
   o = ft.optimizer
-  assert (o.learning_rate, o.warmup_steps, o.weight_decay, ft.total_steps) == (1e-4, 50, 0.01, 6_000)
+  assert (o.learning_rate, o.weight_decay, ft.total_steps) == (1e-4, 0.01, 6_000)
+  assert optim.warmup_steps(o, ft.total_steps) == 50
   assert ft.data.batch_size == 256 and ft.checkpoint_every == 1_000
   assert _config("phi1.py", "size=350m").model.name == "phi-1-small"
   kept = base.checkpoint_every * (base.keep_checkpoints - 1)
@@ -117,7 +173,8 @@ def test_phi3_sizes_tokens_and_documented_defaults():
     per_step = c.data.batch_size * c.data.seq_len
     assert per_step == 4_194_304 and 0 <= c.total_steps * per_step - tokens < per_step
     o = c.optimizer
-    assert (o.learning_rate, o.schedule, o.warmup_steps) == (3e-4, "cosine", 2000)
+    assert (o.learning_rate, o.schedule) == (3e-4, "cosine")
+    assert optim.warmup_steps(o, c.total_steps) == 2000
     assert (o.b1, o.b2, o.eps, o.weight_decay) == (0.9, 0.95, 1e-5, 0.1)
 
 
@@ -192,13 +249,24 @@ def test_aot_cli_sets_the_device_count_itself(tmp_path):
 # ---- sweep runner -------------------------------------------------------------------------------
 
 def test_overrides_slugs_and_finished_runs(tmp_path):
-  c = _config("phi1.py", "tiny")
-  sweep.apply_overrides(c, {"optimizer.learning_rate": "3e-3", "data.seed": "7", "report": "false"})
+  spec = f"{CONFIGS / 'phi1.py'}:tiny"
+  c = config_args.load_config(spec, ["optimizer.learning_rate=3e-3", "data.seed=7",
+                                     "report=false", "evals.tasks=('humaneval', 'mbpp:x')"])
   assert c.optimizer.learning_rate == 3e-3 and c.data.seed == 7 and c.report is False
-  with pytest.raises(ValueError, match="no field 'optimizer.lr'"):
-    sweep.apply_overrides(c, {"optimizer.lr": 1.0})
-  with pytest.raises(ValueError, match="expected int"):
-    sweep.apply_overrides(c, {"total_steps": "many"})
+  assert tuple(c.evals.tasks) == ("humaneval", "mbpp:x") and c.is_locked
+  # Python values (a sweep's runs) go through the same flags.
+  d = config_args.load_config(spec, {"optimizer.learning_rate": 3e-3, "data.seed": 7,
+                                     "report": False, "evals.tasks": ("humaneval", "mbpp:x")})
+  assert d.to_json_best_effort() == c.to_json_best_effort()
+  with pytest.raises(ValueError, match="no field 'optimizer.lr'; valid fields at optimizer: "
+                                       r"\['b1'"):
+    config_args.load_config(spec, {"optimizer.lr": 1.0})
+  with pytest.raises(ValueError, match="no field 'datta.seed'; valid fields at the top level"):
+    config_args.load_config(spec, {"datta.seed": 1})
+  with pytest.raises(ValueError, match="total_steps=many: invalid literal for int"):
+    config_args.load_config(spec, {"total_steps": "many"})
+  with pytest.raises(ValueError, match="does not exist"):
+    config_args.load_config(str(CONFIGS / "nope.py"))
   assert sweep.slugs([{"optimizer.learning_rate": 1e-3, "model.num_layers": 2}, {}]) == [
       "learning_rate=0.001,num_layers=2", "base"]
   assert sweep.slugs([{"seed": 1}, {"data.seed": 1}]) == ["seed=1", "data.seed=1"]
@@ -223,6 +291,21 @@ def sweep():
 '''
 
 
+def test_sweep_runs_are_the_configs_main_will_parse(tmp_path):
+  config_file = tmp_path / "two_runs.py"
+  config_file.write_text(SWEEP_CONFIG.format(phi1=str(CONFIGS / "phi1.py")))
+  runs = sweep.plan_sweep(f"{config_file}:tiny", tmp_path / "s", overrides=["total_steps=3"])
+  assert [r.config.optimizer.learning_rate for r in runs] == [1e-3, 3e-3]
+  assert "--config.optimizer.learning_rate=0.003" in runs[1].command
+  for run in runs:  # the command's flags, parsed as main parses them, give the planned config
+    flags = [a for a in run.command if a.startswith("--config.")]
+    again = config_args.load_config(f"{config_file}:tiny", flags)
+    assert again.to_json_best_effort() == run.config.to_json_best_effort()
+    assert again.total_steps == 3 and again.data.data_dir == str(tmp_path / "s" / "data")
+  with pytest.raises(ValueError, match="no field 'optimizer.lr'"):
+    sweep.plan_sweep(f"{config_file}:tiny", tmp_path / "s", runs=[{"optimizer.lr": 1.0}])
+
+
 @pytest.mark.slow
 def test_two_run_sweep_runs_then_skips_and_writes_table(tmp_path):
   config_file = tmp_path / "two_runs.py"
@@ -230,7 +313,7 @@ def test_two_run_sweep_runs_then_skips_and_writes_table(tmp_path):
   small = ["total_steps=3", "log_every=1", "eval_every=3", "checkpoint_every=3", "report=False",
            "data.max_files=10", "data.tokenizer_vocab_size=512", "data.seq_len=32",
            "data.batch_size=4", "data.eval_batches=1", "model.d_model=32", "model.mlp_dim=64",
-           "model.rotary_dim=8", "grad_accum=1", "optimizer.warmup_steps=1"]
+           "model.rotary_dim=8", "grad_accum=1", "evals.every_fraction=0"]
   env = dict(os.environ, XLA_FLAGS="--xla_backend_optimization_level=0")  # one device per run
   out = tmp_path / "sweep"
   rows = sweep.run_sweep(f"{config_file}:tiny", out, overrides=small, parallel=2, env=env)

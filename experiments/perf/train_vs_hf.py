@@ -50,7 +50,7 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 
 from phi_jax.models import presets  # noqa: E402
-from phi_jax.train import mesh as mesh_lib, optim, step as step_lib  # noqa: E402
+from phi_jax.train import config_base, mesh as mesh_lib, optim, step as step_lib  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -79,8 +79,8 @@ def batch_arrays(cfg):
 
 
 def time_phi_jax(cfg, inputs, targets, reps):
-  opt = dict(learning_rate=1e-4, schedule="constant", weight_decay=0.1, b1=0.9, b2=0.95,
-             grad_clip_norm=1.0)
+  opt = config_base.optimizer(learning_rate=1e-4, schedule="constant", weight_decay=0.1, b1=0.9,
+                              b2=0.95, eps=1e-8, grad_clip_norm=1.0)
   tx, schedule = optim.make_optimizer(opt, 1000)
   mesh = mesh_lib.make_mesh({"data": 1}, jax.devices()[:1])
   state, shardings = step_lib.create_sharded_state(cfg, tx, ARGS.seq, mesh, jax.random.key(0))
@@ -139,6 +139,7 @@ def main() -> None:
       "ratio": torch_s / jax_s, "phi_jax_step_s": jax_s, "reference_step_s": torch_s,
       "phi_jax_compile_s": compile_s,
       "loss_first_step": {"phi_jax": jax_losses[0], "reference": torch_losses[0]},
+      "loss_last_step": {"phi_jax": jax_losses[-1], "reference": torch_losses[-1]},
       "versions": {"jax": jax.__version__, "torch": torch.__version__,
                    "transformers": transformers.__version__},
   }

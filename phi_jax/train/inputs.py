@@ -25,9 +25,10 @@ class Inputs:
 
 
 def _builder_kwargs(data: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The builder arguments the config sets (an empty or 0 field: the builder's default)."""
   kwargs = {}
   for key in ("source_dir", "max_files", "validation_fraction", "max_bytes"):
-    value = data.get(key)
+    value = data[key]
     if value not in (None, "", 0):
       kwargs[key] = value
   return kwargs
@@ -44,7 +45,7 @@ def make_tokenizer(data: ml_collections.ConfigDict, train_source, workdir: pathl
   """config.data.tokenizer: a path to load, or '' to use the tokenizer of `init_from` (a training
   workdir or a HF folder) if any, else to train a SentencePiece BPE model of
   `tokenizer_vocab_size` on up to `tokenizer_train_bytes` of training text (once per workdir)."""
-  if data.get("tokenizer"):
+  if data.tokenizer:
     return tokenizers.load(data.tokenizer)
   if init_from:
     found = tokenizers.find(init_from)
@@ -61,7 +62,7 @@ def make_tokenizer(data: ml_collections.ConfigDict, train_source, workdir: pathl
   prefix = workdir / "tokenizer" / "sp"
   model = pathlib.Path(f"{prefix}.model")
   if not model.exists() and jax.process_index() == 0:
-    budget = int(data.get("tokenizer_train_bytes", 5_000_000))
+    budget = int(data.tokenizer_train_bytes)
 
     def texts():
       used = 0
@@ -80,28 +81,31 @@ def make_tokenizer(data: ml_collections.ConfigDict, train_source, workdir: pathl
   return tokenizers.load(model)
 
 
-def make_inputs(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> Inputs:
+def make_inputs(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
+                with_eval: bool = True) -> Inputs:
+  """The dataset (prepared on first use), tokenizer and iterators of `config.data`; the held-out
+  batches only `with_eval`."""
   workdir = pathlib.Path(workdir)
   data = config.data
-  data_dir = data.get("data_dir") or str(workdir / "data")
+  data_dir = data.data_dir or str(workdir / "data")
   kwargs = _builder_kwargs(data)
   if jax.process_index() == 0:  # prepare once; the other processes then read it
     builders.build(data.dataset, data_dir, **kwargs)
   _sync("dataset")
   builder = builders.build(data.dataset, data_dir, prepare=False, **kwargs)
   tokenizer = make_tokenizer(data, builder.as_data_source("train"), workdir,
-                             config.get("init_from", "") or "")
-  seed = data.get("seed")
+                             config.init_from)
+  seed = data.seed
   data_config = pipeline.DataConfig(
       name=data.dataset, data_dir=data_dir, split="train", seq_len=data.seq_len,
       batch_size=data.batch_size, seed=config.seed if seed is None else seed,
-      num_epochs=data.get("num_epochs"), builder_kwargs=kwargs,
-      worker_count=data.get("worker_count", 0), format=data.get("format", "lm"))
+      num_epochs=data.num_epochs, builder_kwargs=kwargs, worker_count=data.worker_count,
+      format=data.format)
   train_iter = pipeline.make_iterator(data_config, tokenizer)
   eval_batches: list[dict[str, Any]] = []
-  if config.get("eval_every"):
+  if with_eval:
     eval_batches = pipeline.make_eval_batches(data_config, tokenizer,
-                                              max_batches=data.get("eval_batches", 8))
+                                              max_batches=data.eval_batches)
   return Inputs(tokenizer, train_iter, eval_batches, data_config)
 
 

@@ -1,11 +1,14 @@
 """The training loop: mesh -> data -> init or resume -> steps (log, eval, checkpoint) -> report.
 
 Reads top to bottom like big_vision's train.py. Everything a run writes goes to its workdir:
-config.json, metrics.jsonl, tensorboard/, checkpoints/, report.md and plots.
+config.json, metrics.jsonl, tensorboard/, checkpoints/, report.md and plots. A rerun on the same
+workdir resumes; with a config that differs outside config_base.RESUMABLE it is refused before
+anything is written. The logged `loss` is the mean over the logging interval.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -15,13 +18,13 @@ import time
 from typing import Any, Optional
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from phi_jax.decoding import skipdecode
 from phi_jax.models import ModelConfig, presets
 from phi_jax.train import checkpoint as ckpt_lib
+from phi_jax.train import config_base
 from phi_jax.train import inputs, metrics as metrics_lib, optim, sharding
 from phi_jax.train import mesh as mesh_lib
 from phi_jax.train import step as step_lib
@@ -51,16 +54,13 @@ INIT_OVERRIDABLE = ("embd_dropout", "resid_dropout", "attn_dropout", "dtype", "p
 
 def load_init(init_from: str) -> tuple[ModelConfig, Any]:
   """(ModelConfig, host params) to fine-tune from: a phi_jax training workdir (its newest
-  checkpoint) or a Hugging Face folder (config.json + safetensors)."""
-  path = pathlib.Path(init_from)
-  if (path / "model_config.json").exists() and (path / "checkpoints").is_dir():
-    cfg, params, _ = ckpt_lib.load_run(path)
-    return cfg, params
-  if (path / "config.json").exists():
-    from phi_jax.convert import hf
-    return hf.load(path)
-  raise ValueError(f"init_from={init_from!r} is neither a phi_jax training workdir "
-                   "(model_config.json + checkpoints/) nor a Hugging Face folder (config.json)")
+  checkpoint), a converted phi_jax checkpoint or a Hugging Face folder (phi_jax.convert.load)."""
+  from phi_jax.convert import load
+  try:
+    loaded = load.load_model(init_from)  # float32 params; _place_params casts them
+  except (ValueError, FileNotFoundError) as e:
+    raise ValueError(f"init_from={init_from!r}: {e}") from e
+  return loaded.cfg, loaded.params
 
 
 def init_model_config(config: ml_collections.ConfigDict, source: ModelConfig) -> ModelConfig:
@@ -76,11 +76,79 @@ def init_model_config(config: ml_collections.ConfigDict, source: ModelConfig) ->
   return source.replace(**fields)
 
 
+class ConfigMismatchError(ValueError):
+  """The config asks for a different run than the one its workdir holds."""
+
+
+def check_resume(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:
+  """Raises ConfigMismatchError if `workdir` holds a run (config.json) whose config differs from
+  `config` in a key outside config_base.RESUMABLE. Reads only; writes nothing."""
+  path = workdir / "config.json"
+  if not path.exists():
+    return
+  try:
+    saved = json.loads(path.read_text())
+  except ValueError as e:
+    raise ConfigMismatchError(f"{path} is not valid JSON ({e}); it is the record of the run in "
+                              f"{workdir}: fix or remove it, or use a new --workdir") from None
+  conflicts = config_base.resume_conflicts(saved, config)
+  if conflicts:
+    keys = ", ".join(k for k, _, _ in conflicts)
+    raise ConfigMismatchError(
+        f"{workdir} holds a run whose config differs in {keys}, which define the run's state "
+        "or the meaning of its steps, so it cannot be resumed with this config:\n"
+        f"{config_base.describe_conflicts(conflicts, str(workdir))}\n"
+        "Nothing was written. To start a new run, pass a new --workdir; to continue the earlier "
+        "run, drop those overrides (only " + ", ".join(config_base.RESUMABLE) + " may change on "
+        "resume).")
+
+
 def write_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:
   if jax.process_index() == 0:
     tmp = workdir / "config.json.tmp"
     tmp.write_text(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
     os.replace(tmp, workdir / "config.json")
+
+
+@dataclasses.dataclass(frozen=True)
+class Intervals:
+  """Steps between logs, held-out evaluations, checkpoints and task evaluations (0 = none; the
+  last step always logs and checkpoints, and evaluates when eval is set)."""
+  log: int
+  eval: int
+  checkpoint: int
+  evals: int
+
+
+def intervals(config: ml_collections.ConfigDict) -> Intervals:
+  """The config's intervals in steps (each given as steps or as a fraction of total_steps)."""
+  total = config.total_steps
+  if total < 1:
+    raise ValueError(f"total_steps={total} must be >= 1")
+
+  def get(section, key, where=""):
+    return config_base.duration(section, key, f"{key}_fraction", total, where=where, minimum=1)
+
+  return Intervals(log=get(config, "log_every"), eval=get(config, "eval_every"),
+                   checkpoint=get(config, "checkpoint_every"),
+                   evals=get(config.evals, "every", where="evals."))
+
+
+def _due(step: int, every: int) -> bool:
+  return every > 0 and step % every == 0
+
+
+def interval_metrics(steps: list[dict[str, Any]]) -> dict[str, float]:
+  """The metrics logged for an interval of step metrics (host values, oldest first): `loss` is the
+  mean token loss over the interval (token-weighted), `loss_last_batch` the last step's; the other
+  metrics (grad_norm, learning_rate, ...) are the last step's."""
+  last = {k: float(v) for k, v in steps[-1].items()}
+  tokens = sum(float(s["tokens"]) for s in steps)
+  total = sum(float(s["loss"]) * float(s["tokens"]) for s in steps)
+  out = dict(last)
+  out["loss_last_batch"] = last["loss"]
+  out["loss"] = total / tokens if tokens else last["loss"]
+  return out
 
 
 class _StopFlag:
@@ -136,29 +204,35 @@ def evaluate(eval_step, params, batches, mesh) -> Optional[float]:
 
 
 def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[str, Any]:
-  """Trains (or resumes) the run described by `config` in `workdir`; returns a summary dict."""
+  """Trains (or resumes) the run described by `config` in `workdir`; returns a summary dict.
+
+  A workdir that holds another run's config.json is checked first (`check_resume`): a difference
+  outside config_base.RESUMABLE raises ConfigMismatchError before anything is written.
+  """
   workdir = pathlib.Path(workdir).absolute()
+  check_resume(config, workdir)  # before anything is written
+  every = intervals(config)
   workdir.mkdir(parents=True, exist_ok=True)
-  mesh_lib.maybe_initialize_distributed(config.get("distributed"))
+  mesh_lib.maybe_initialize_distributed(config.distributed)
   mesh = mesh_lib.make_mesh(dict(config.mesh))
   write_config(config, workdir)
   is_main = jax.process_index() == 0
 
   # ---- data and model ---------------------------------------------------------------------
   seq_len, batch_size = config.data.seq_len, config.data.batch_size
-  grad_accum = config.get("grad_accum", 1)
+  grad_accum = config.grad_accum
   if batch_size % (grad_accum * mesh.shape["data"] * mesh.shape["fsdp"]):
     raise ValueError(f"data.batch_size={batch_size} must be divisible by grad_accum={grad_accum} "
                      f"x data x fsdp mesh size ({mesh.shape['data'] * mesh.shape['fsdp']})")
-  data = inputs.make_inputs(config, workdir)
-  init_from = config.get("init_from", "") or ""
+  data = inputs.make_inputs(config, workdir, with_eval=bool(every.eval))
+  init_from = config.init_from
   init_params = None
   if init_from:
     source_cfg, init_params = load_init(init_from)
     cfg = init_model_config(config, source_cfg)
   else:
     cfg = model_config(config, data.tokenizer.vocab_size if data.tokenizer else None)
-  skip = skipdecode.from_config(config.get("skip"), cfg.num_layers)
+  skip = skipdecode.from_config(config.skip, cfg.num_layers)
   if data.tokenizer is not None and data.tokenizer.vocab_size > cfg.vocab_size:
     raise ValueError(f"the tokenizer has {data.tokenizer.vocab_size} tokens but the model's "
                      f"vocab_size is {cfg.vocab_size}; set config.model.vocab_size=-1 (the "
@@ -171,7 +245,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict
 
   # ---- init or resume -----------------------------------------------------------------------
   abstract, shardings = step_lib.abstract_state(cfg, tx, seq_len, mesh, rng)
-  checkpointer = ckpt_lib.Checkpointer(workdir / "checkpoints", config.get("keep_checkpoints", 3))
+  checkpointer = ckpt_lib.Checkpointer(workdir / "checkpoints", config.keep_checkpoints)
   restored = checkpointer.restore_latest(abstract, data.train_iter)
   if restored is not None:
     start_step, state = restored
@@ -192,11 +266,11 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict
   train_step = step_lib.jit_train_step(
       step_lib.make_train_step(cfg, tx, schedule, grad_accum, skip=skip), shardings, mesh)
   eval_step = step_lib.make_eval_step(cfg, mesh, shardings.params, skip=skip)
-  # Task evaluations (HumanEval, MBPP, multiple choice, perplexity) every config.evals.every steps.
+  # Task evaluations (HumanEval, MBPP, multiple choice, perplexity) every `every.evals` steps.
   periodic_eval = None
-  if config.get("evals") and config.evals.get("every") and config.evals.get("tasks"):
+  if every.evals and config.evals.tasks:
     from phi_jax.evals import periodic
-    periodic_eval = periodic.make_periodic_eval(config.evals)
+    periodic_eval = periodic.make_periodic_eval({**config.evals.to_dict(), "every": every.evals})
   writer = metrics_lib.MetricWriter(workdir, enabled=is_main)
   progress = metrics_lib.Progress(config.total_steps, start_step, enabled=is_main)
   flops_per_step = metrics_lib.train_flops_per_token(cfg, seq_len) * batch_size * seq_len
@@ -206,30 +280,33 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict
   step = start_step
   last_log_time, last_log_step = time.perf_counter(), start_step
   last_metrics: dict[str, float] = {}
+  interval: list[dict[str, jax.Array]] = []  # the step metrics since the last log (on device)
   stopped_by = None
   with _StopFlag() as stop:
     while step < config.total_steps:
       batch = _global_batch(next(data.train_iter), mesh)
       state, step_metrics = train_step(state, batch)
+      interval.append(step_metrics)
       step += 1
       is_last = step == config.total_steps
-      log_now = step % config.log_every == 0 or is_last
-      ckpt_now = step % config.checkpoint_every == 0 or is_last or stop.signal is not None
-      eval_now = bool(config.eval_every) and (step % config.eval_every == 0 or is_last)
+      log_now = _due(step, every.log) or is_last
+      ckpt_now = _due(step, every.checkpoint) or is_last or stop.signal is not None
+      eval_now = bool(every.eval) and (_due(step, every.eval) or is_last)
       if log_now or ckpt_now:
-        scalars = jax.device_get(step_metrics)
-        if not math.isfinite(float(scalars["loss"])):
+        scalars = jax.device_get(interval)  # syncs: every step of the interval is done
+        bad = [s for s in scalars if not math.isfinite(float(s["loss"]))]
+        if bad:
           checkpointer.wait()
           good = checkpointer.latest_step()
           raise NonFiniteLossError(
-              f"loss is {float(scalars['loss'])} at step {step}; stopping. The last good "
+              f"loss is {float(bad[0]['loss'])} at step {step}; stopping. The last good "
               f"checkpoint is step {good} in {checkpointer.directory}. Lower the learning rate, "
               "raise warmup, or check the data, then rerun to resume from it.")
       if log_now:
         now = time.perf_counter()
         steps_done = step - last_log_step
         seconds = max(now - last_log_time, 1e-9)
-        last_metrics = {k: float(v) for k, v in scalars.items()}
+        last_metrics = interval_metrics(scalars)
         last_metrics["tokens_per_sec"] = batch_size * seq_len * steps_done / seconds
         last_metrics["steps_per_sec"] = steps_done / seconds
         achieved = flops_per_step * steps_done / seconds / jax.device_count()
@@ -237,12 +314,13 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict
         if peak:
           last_metrics["mfu"] = achieved / peak
         last_log_time, last_log_step = now, step
+        interval = []
       if eval_now:
         eval_loss = evaluate(eval_step, state.params, data.eval_batches, mesh)
         if eval_loss is not None:
           last_metrics["eval_loss"] = eval_loss
           writer.write(step, {"eval_loss": eval_loss})
-      if periodic_eval is not None:  # every process calls it; {} except every evals.every steps
+      if periodic_eval is not None:  # every process calls it; {} except every `every.evals` steps
         task_metrics = periodic_eval(cfg, state.params, data.tokenizer, step)
         if task_metrics:
           writer.write(step, task_metrics)
@@ -264,7 +342,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict
   if stopped_by:
     print(f"\nStopped by {stopped_by} at step {step}; checkpoint saved. Rerun the same command "
           "to resume.", flush=True)
-  elif is_main and config.get("report", True):
+  elif is_main and config.report:
     from phi_jax.train import report
     summary.update(report.write_report(config, workdir, cfg, state.params, data.tokenizer))
   if is_main:

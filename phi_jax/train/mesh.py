@@ -53,15 +53,16 @@ def make_mesh(spec: Mapping[str, int], devices: Optional[Sequence[Any]] = None) 
 def maybe_initialize_distributed(cfg: Optional[Mapping[str, Any]] = None) -> bool:
   """Calls jax.distributed.initialize when the config or the environment asks for several processes.
 
-  Config keys (all optional): coordinator_address, num_processes, process_id, local_device_ids.
-  Environment: JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID, or SLURM
+  cfg: the config's `distributed` section (config_base: coordinator_address '', num_processes 0,
+  process_id -1, local_device_ids (): each empty value defers to the environment), or None for the
+  environment only: JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID, or SLURM
   (SLURM_NTASKS > 1, detected by jax itself). Returns True when initialised here.
   """
-  cfg = dict(cfg or {})
   env = os.environ
-  address = cfg.get("coordinator_address") or env.get("JAX_COORDINATOR_ADDRESS")
-  num = cfg.get("num_processes") or env.get("JAX_NUM_PROCESSES")
-  pid = cfg.get("process_id", env.get("JAX_PROCESS_ID"))
+  address = (cfg["coordinator_address"] if cfg else "") or env.get("JAX_COORDINATOR_ADDRESS")
+  num = (cfg["num_processes"] if cfg else 0) or env.get("JAX_NUM_PROCESSES")
+  pid = cfg["process_id"] if cfg and cfg["process_id"] >= 0 else env.get("JAX_PROCESS_ID")
+  local_ids = tuple(cfg["local_device_ids"]) if cfg else ()
   slurm = int(env.get("SLURM_NTASKS", "1")) > 1
   if not (address or slurm) or (num is not None and int(num) <= 1 and not slurm):
     return False
@@ -71,9 +72,12 @@ def maybe_initialize_distributed(cfg: Optional[Mapping[str, Any]] = None) -> boo
     logging.warning("could not select gloo CPU collectives")
   kwargs = {}
   if address:
+    if num is None or pid is None:
+      raise ValueError(f"distributed: coordinator_address {address!r} needs num_processes and "
+                       "process_id (config.distributed.* or JAX_NUM_PROCESSES / JAX_PROCESS_ID)")
     kwargs = dict(coordinator_address=address, num_processes=int(num), process_id=int(pid))
-  if cfg.get("local_device_ids") is not None:
-    kwargs["local_device_ids"] = list(cfg["local_device_ids"])
+  if local_ids:
+    kwargs["local_device_ids"] = list(local_ids)
   jax.distributed.initialize(**kwargs)
   logging.info("jax.distributed: process %d of %d", jax.process_index(), jax.process_count())
   return True

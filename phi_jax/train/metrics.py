@@ -92,11 +92,19 @@ def _plain(value: Any) -> Any:
 
 
 def read_metrics(workdir: str | os.PathLike) -> list[dict[str, Any]]:
+  """The records of metrics.jsonl in order; a line cut short by a kill is skipped. Train records'
+  `loss` is the mean over their logging interval (`loss_last_batch`: the last step's)."""
   path = os.path.join(os.fspath(workdir), "metrics.jsonl")
   if not os.path.exists(path):
     return []
+  records = []
   with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+    for line in f:
+      try:
+        records.append(json.loads(line))
+      except ValueError:
+        continue
+  return records
 
 
 class Progress:

@@ -15,7 +15,8 @@ from phi_jax.train import metrics as metrics_lib
 
 
 def plot_losses(records: list[dict[str, Any]], path: pathlib.Path) -> Optional[pathlib.Path]:
-  """Train (and eval) loss against step -> PNG; None when there is nothing to plot."""
+  """Train loss (the mean over each logging interval) and held-out loss against step -> PNG;
+  None when there is nothing to plot."""
   train = [(r["step"], r["loss"]) for r in records if "loss" in r]
   evals = [(r["step"], r["eval_loss"]) for r in records if "eval_loss" in r]
   if not train:
@@ -24,7 +25,7 @@ def plot_losses(records: list[dict[str, Any]], path: pathlib.Path) -> Optional[p
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-  ax.plot(*zip(*train), label="train loss")
+  ax.plot(*zip(*train), label="train loss (mean over each logging interval)")
   if evals:
     ax.plot(*zip(*evals), "o-", label="held-out loss")
   ax.set_xlabel("step")
@@ -41,17 +42,17 @@ def plot_losses(records: list[dict[str, Any]], path: pathlib.Path) -> Optional[p
 
 def sample_completions(config: ml_collections.ConfigDict, cfg: ModelConfig, params: Any,
                        tokenizer: Any) -> list[tuple[str, str]]:
-  sample = config.get("sample")
-  if tokenizer is None or not sample or not sample.get("prompts"):
+  sample = config.sample
+  if tokenizer is None or not sample.prompts:
     return []
   prompts = list(sample.prompts)
   ids = [tokenizer.encode(p) for p in prompts]
   host_params = jax.device_get(params)
   # a SkipDecode run samples with its schedule
-  outs = generate(cfg, host_params, ids, max_new_tokens=sample.get("max_new_tokens", 64),
-                  temperature=sample.get("temperature", 0.0), eos_id=tokenizer.eos_id,
+  outs = generate(cfg, host_params, ids, max_new_tokens=sample.max_new_tokens,
+                  temperature=sample.temperature, eos_id=tokenizer.eos_id,
                   rng=jax.random.key(config.seed),
-                  skip=skipdecode.from_config(config.get("skip"), cfg.num_layers))
+                  skip=skipdecode.from_config(config.skip, cfg.num_layers))
   return [(p, tokenizer.decode(i + o)[len(tokenizer.decode(i)):]) for p, i, o in
           zip(prompts, ids, outs)]
 
@@ -69,7 +70,8 @@ def write_report(config: ml_collections.ConfigDict, workdir: pathlib.Path, cfg: 
            f"{cfg.num_heads} heads, vocab {cfg.vocab_size}.", ""]
   if train:
     first, last = train[0], train[-1]
-    lines += ["| | step | loss |", "|---|---|---|",
+    lines += ["Train losses are means over each logging interval.", "",
+              "| | step | loss |", "|---|---|---|",
               f"| first logged train loss | {first['step']} | {first['loss']:.4f} |",
               f"| last train loss | {last['step']} | {last['loss']:.4f} |"]
     if evals:
@@ -79,7 +81,7 @@ def write_report(config: ml_collections.ConfigDict, workdir: pathlib.Path, cfg: 
   if plot:
     lines += ["![loss](loss.png)", ""]
   if samples:
-    lines += ["## Samples (greedy)" if not config.sample.get("temperature") else "## Samples", ""]
+    lines += ["## Samples (greedy)" if not config.sample.temperature else "## Samples", ""]
     for prompt, completion in samples:
       lines += ["```python", prompt + completion, "```", ""]
   path = workdir / "report.md"
