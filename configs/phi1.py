@@ -38,9 +38,10 @@ leave it '' to train a 51,200-token SentencePiece BPE on the data):
 
 Expected at full scale (paper): HumanEval pass@1 29% for phi-1-base (1.3B), 50.6% for phi-1 after
 the finetune (MBPP 55.5%); phi-1-small (350M) 45% after its finetune. The paper publishes no losses.
-Known gaps: the loop has no warm start yet, so stage=finetune trains from random init (it is the
-finetune recipe, not a finetune, until an `init_from` lands); and the code_corpus pipeline trains on
-every token (the paper's exercise loss on completions only needs a prompt mask).
+stage=finetune is the finetune recipe: point `--config.init_from=` at the base run (any folder
+`phi_jax.convert.load.load_model` reads) to fine-tune it, else it trains from random init. Known
+gap: the code_corpus pipeline trains on every token (the paper's loss on exercise completions only
+needs `--config.data.format=prompt_completion` on an exercises dataset).
 
 Tiny (this 2-core CPU, 1-2 minutes; stdlib .py files, a 1,024-token SentencePiece, a 2-layer
 d_model 128 phi-1-shaped model, the paper's optimizer numbers and dropout, steps scaled down):

@@ -72,7 +72,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
       test_fraction=0.2, seed=0, n_estimators=200, max_depth=0, min_samples_leaf=1,
       keep_fraction=0.5, threshold=-1.0))  # threshold >= 0 keeps score >= threshold instead
   c.quality.model = ml_collections.ConfigDict(dict(
-      kind="run",  # 'run' (a phi_jax.main workdir) | 'checkpoint' | 'hf' | 'random'
+      kind="run",  # 'auto' (detected) | 'run' (a workdir) | 'checkpoint' | 'hf' | 'random'
       path="workdirs/quickstart", preset="tiny-parallel", seed=0))
   c.quality.model.overrides = ml_collections.ConfigDict()
 

@@ -7,7 +7,7 @@ import dataclasses
 import os
 import pathlib
 import shutil
-from typing import Any, Optional
+from typing import Any
 
 import jax
 import ml_collections
