@@ -9,7 +9,7 @@ import pytest
 from conftest import tiny
 
 from phi_jax.decoding import generate, init_cache
-from phi_jax.decoding import generation, sampling
+from phi_jax.decoding import generation, layouts, sampling
 from phi_jax.models import Transformer
 
 CASES = [
@@ -176,3 +176,34 @@ def test_decode_layouts_give_identical_tokens(name, overrides):
   assert outs["per_layer"] == outs["stacked"] == outs["per_layer_t"]
   with pytest.raises(ValueError, match="decode_layout"):
     generate(cfg, params, prompts, max_new_tokens=2, decode_layout="diagonal")
+
+
+@pytest.mark.parametrize("name", ["tiny-serial", "tiny-small"])  # GQA; tied + block-sparse
+def test_a_per_layer_decode_step_is_the_stacked_models_step(name):
+  """layouts.decode_step on per-layer weights (both kernel layouts) and the head-major cache gives
+  the logits of the scanned model's cached step, and writes the same keys/values."""
+  cfg, params = tiny(name)
+  _, step = _fns(cfg)
+  tokens, seg, pos = _padded_batch(np.random.RandomState(1), cfg.vocab_size, [9, 5], 10)
+  cache = init_cache(cfg, 2, 16)
+  long = jnp.bool_(False)
+  _, cache = step(params, tokens[:, :9], pos[:, :9], seg[:, :9], cache, long)
+  want, want_cache = step(params, tokens[:, 9:], pos[:, 9:], seg[:, 9:], cache, long)
+  per_layer = layouts.per_layer_cache(cache)
+  assert isinstance(per_layer.layers[0], layouts.HeadMajorKV)
+  np.testing.assert_array_equal(  # layer 1's keys, head-major [B * K, S, Dh]
+      per_layer.layers[1].k, np.swapaxes(np.asarray(cache.k[1]), 1, 2).reshape(
+          2 * cfg.kv_heads, 16, cfg.dim_per_head))
+  for kernel_layout in ("in_out", "out_in"):
+    weights = layouts.per_layer_params(params, kernel_layout)
+    assert ("kernel_t" in weights.layers[0]["attn"]["q"]) == (kernel_layout == "out_in")
+    logits, new = jax.jit(layouts.decode_step, static_argnums=0)(
+        cfg, weights, jnp.asarray(tokens[:, 9]), jnp.asarray(pos[:, 9:]), per_layer, long)
+    np.testing.assert_allclose(logits, np.asarray(want)[:, -1], atol=2e-5)
+    assert int(new.index) == 10
+    np.testing.assert_array_equal(new.segment_ids, want_cache.segment_ids)
+    for layer in range(cfg.num_layers):
+      np.testing.assert_allclose(new.layers[layer].v, layouts.per_layer_cache(want_cache)
+                                 .layers[layer].v, atol=1e-6)
+  with pytest.raises(ValueError, match="kernel_layout"):
+    layouts.per_layer_params(params, "transposed")

@@ -11,9 +11,9 @@ import pytest
 from conftest import tiny
 
 from phi_jax.models import Transformer, rotary
-from phi_jax.models.transformer import embed_tokens, logits_from_hidden
-from phi_jax.models.attention import block_sparse_mask
-from phi_jax.models.layers import gegelu
+from phi_jax.models import transformer
+from phi_jax.models.attention import attention_inputs, block_sparse_mask
+from phi_jax.models.layers import Dense, gegelu
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "deterministic"))
@@ -69,19 +69,26 @@ def test_return_hidden_is_the_residual_stream_before_the_final_norm():
   model = Transformer(cfg)
   hidden = model.apply({"params": params}, tokens, return_hidden=True)
   assert hidden.shape == (*tokens.shape, cfg.d_model)
-  # Final norm + head on the hidden states give the logits (the pure pieces agree with the module).
-  np.testing.assert_allclose(logits_from_hidden(cfg, params, hidden),
-                             model.apply({"params": params}, tokens), atol=1e-5)
+  # Final norm + head on the hidden states give the logits (the head piece is the module's).
+  np.testing.assert_array_equal(transformer.head(cfg, params, hidden),
+                                model.apply({"params": params}, tokens))
   tied_cfg, tied = tiny("tiny-small", num_layers=2)  # tied embeddings, muP multipliers
   tied_model = Transformer(tied_cfg)
-  np.testing.assert_allclose(
-      logits_from_hidden(tied_cfg, tied, tied_model.apply({"params": tied}, tokens,
-                                                          return_hidden=True)),
-      tied_model.apply({"params": tied}, tokens), atol=1e-5)
-  zero = {**tied, "layers": jax.tree.map(lambda x: x[:0], tied["layers"])}
-  np.testing.assert_allclose(embed_tokens(tied_cfg, tied, tokens),
-                             Transformer(tied_cfg.replace(num_layers=0), scan_layers=False).apply(
-                                 {"params": zero}, tokens, return_hidden=True), atol=1e-6)
+  np.testing.assert_array_equal(
+      transformer.head(tied_cfg, tied, tied_model.apply({"params": tied}, tokens,
+                                                        return_hidden=True)),
+      tied_model.apply({"params": tied}, tokens))
+  # embed, then every block, is the residual stream (x10 embedding multiplier included).
+  x = transformer.embed(tied_cfg, tied, tokens)
+  np.testing.assert_array_equal(
+      x, np.asarray(tied["embed"]["embedding"])[tokens] * np.float32(10.0))
+  ctx, _, _ = attention_inputs(tied_cfg, jnp.broadcast_to(jnp.arange(16), (2, 16)),
+                               jnp.ones((2, 16), jnp.int32))
+  for i in range(tied_cfg.num_layers):
+    x, _ = transformer.block(tied_cfg, jax.tree.map(lambda a: a[i], tied["layers"]), i, x, None,
+                             ctx)
+  np.testing.assert_allclose(x, tied_model.apply({"params": tied}, tokens, return_hidden=True),
+                             atol=1e-5)
   # Layer 0's output: the model cut to its first layer.
   first = jax.tree.map(lambda x: x[:1], params["layers"])
   h0 = Transformer(cfg.replace(num_layers=1)).apply({"params": {**params, "layers": first}},
@@ -244,3 +251,24 @@ def test_partial_rotary_rotates_only_the_leading_dims():
   pair_norm = lambda v: v[..., :4] ** 2 + v[..., 4:8] ** 2  # noqa: E731  (i pairs with i + rot/2)
   np.testing.assert_allclose(pair_norm(y), pair_norm(x), rtol=1e-5)
   assert np.abs(np.asarray(y[:, 1:, :, :8] - x[:, 1:, :, :8])).max() > 1e-2
+
+
+def test_dense_kernel_layouts_compute_the_same_product():
+  """'out_in' (kernel_t = kernel.T, a decoding layout) is the same function as 'in_out', on the
+  attention output projection's two contracted axes; a kernel_t does not run as 'in_out'."""
+  cfg, _ = tiny("tiny-serial")
+  x = jax.random.normal(jax.random.key(0), (3, 5, 4, 16))
+  layer = Dense(cfg, (64,), 2, ("heads", "head_dim", "embed"), True)
+  params = layer.init(jax.random.key(1), x)["params"]
+  params = {**nn.unbox(params), "bias": jnp.arange(64.0)}
+  want = np.einsum("bthd,hde->bte", x, params["kernel"]) + np.arange(64.0)
+  np.testing.assert_allclose(layer.apply({"params": params}, x), want, rtol=1e-5, atol=1e-5)
+  transposed = {"kernel_t": jnp.transpose(params["kernel"]), "bias": params["bias"]}
+  np.testing.assert_allclose(
+      Dense(cfg, (64,), 2, ("heads", "head_dim", "embed"), True, "out_in").apply(
+          {"params": transposed}, x), want, rtol=1e-5, atol=1e-5)
+  with pytest.raises(Exception, match="kernel"):  # the layout is named, not guessed from params
+    layer.apply({"params": transposed}, x)
+  with pytest.raises(ValueError, match="kernel_layout"):
+    Dense(cfg, (64,), 2, ("heads", "head_dim", "embed"), True, "diagonal").init(
+        jax.random.key(1), x)

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from conftest import tiny
 
-from phi_jax.decoding import generate, generation, sampling
+from phi_jax.decoding import generate, generation, layouts
 from phi_jax.decoding.early_exit import EarlyExit, confidence
 from phi_jax.decoding.skipdecode import SkipSchedule, from_config
-from phi_jax.models import Transformer
+from phi_jax.models import Transformer, rotary
 
 PROMPTS = [[5, 6, 7, 8, 9, 10, 11], [3, 4, 5], [10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20]]
 
@@ -129,19 +129,17 @@ def test_skipped_layers_write_nothing_and_active_layers_find_every_earlier_posit
   cfg, params = tiny("tiny-parallel", num_layers=6)
   schedule = SkipSchedule(6, max_layers=5, min_layers=2, warmup_layers=1, decay_len=5)
   prompts = PROMPTS[:2]
-  mode, sampling_params = sampling.make_sampling(cfg.vocab_size)
-  batch, prompt_len, out_len = 2, 16, 16
-  tokens, pads = generation.left_pad(prompts, batch, prompt_len)
+  batch, prompt_len = 2, 16
+  pads = [prompt_len - len(p) for p in prompts]
   new = 10
-  _, steps, layers_used, cache = generation._generate_tokens(
-      params, jnp.asarray(tokens), jnp.asarray(pads), jnp.int32(new), jax.random.key(0),
-      sampling_params, jnp.int32(-1), jnp.bool_(False), cfg=cfg, mode=mode,
-      cache_len=prompt_len + out_len, out_len=out_len, decode_layout="per_layer", skip=schedule,
-      return_cache=True)
+  _, steps, layers_used, cache = generation.prepare(
+      cfg, params, prompts, max_new_tokens=new, decode_layout="per_layer", skip=schedule
+  ).run(return_cache=True)
   assert int(steps) == new
   # per-layer head-major k: [B * K, S, Dh]; which slots hold an entry, per layer and row.
-  written = np.stack([np.abs(np.asarray(k)).reshape(batch, cfg.kv_heads, -1, cfg.dim_per_head)
-                      .sum((1, 3)) > 0 for k in cache.k])  # [L, B, S]
+  assert isinstance(cache, layouts.PerLayerCache)
+  written = np.stack([np.abs(np.asarray(kv.k)).reshape(batch, cfg.kv_heads, -1, cfg.dim_per_head)
+                      .sum((1, 3)) > 0 for kv in cache.layers])  # [L, B, S]
   seg = np.asarray(cache.segment_ids)
   for layer in range(cfg.num_layers):
     for row in range(batch):
@@ -202,17 +200,12 @@ def test_early_exit_extremes_and_kv_propagation():
     assert np.asarray(jnp.argmax(logits[0, len(prompt):], -1)).tolist() == generated[1:]
 
   # The skipped layers' cache entries are their k/v projections of the exited (layer-1) state.
-  from phi_jax.models.attention import project_kv
+  from phi_jax.models.attention import attention_inputs
   from phi_jax.models.layers import Norm
-  from phi_jax.models.transformer import attention_inputs
   prompt = PROMPTS[0]
-  mode, sampling_params = sampling.make_sampling(cfg.vocab_size)
-  tokens, pads = generation.left_pad([prompt], 1, 16)
-  new, _, _, cache = generation._generate_tokens(
-      params, jnp.asarray(tokens), jnp.asarray(pads), jnp.int32(3), jax.random.key(0),
-      sampling_params, jnp.int32(-1), jnp.bool_(False), cfg=cfg, mode=mode, cache_len=32,
-      out_len=16, decode_layout="per_layer", early_exit=EarlyExit(0.0, exit_layers=(1,)),
-      return_cache=True)
+  new, _, _, cache = generation.prepare(
+      cfg, params, [prompt], max_new_tokens=3, decode_layout="per_layer",
+      early_exit=EarlyExit(0.0, exit_layers=(1,))).run(return_cache=True)
   g0 = int(new[0, 0])
   seq = np.asarray(prompt + [g0], np.int32)[None]
   hidden = Transformer(two).apply({"params": cut}, seq, return_hidden=True)[:, -1:]
@@ -220,12 +213,17 @@ def test_early_exit_extremes_and_kv_propagation():
   ctx, _, _ = attention_inputs(cfg, pos, jnp.ones((1, 1), jnp.int32))
   for layer in (2, 3):
     lp = jax.tree.map(lambda x: x[layer], params["layers"])
-    k, v = project_kv(cfg, lp["attn"], Norm(cfg).apply({"params": lp["input_norm"]}, hidden), ctx)
+    # written out here from the parameters (not with the model's pieces the step itself uses)
+    h = Norm(cfg).apply({"params": lp["input_norm"]}, hidden)
+    attn = lp["attn"]
+    assert "bias" not in attn["k"]  # tiny-serial: no attention biases
+    k = np.einsum("btd,dkh->btkh", h, attn["k"]["kernel"])
+    v = np.einsum("btd,dkh->btkh", h, attn["v"]["kernel"])
+    k = rotary.apply_rotary(jnp.asarray(k), ctx.cos, ctx.sin)
     slot = 16  # g_0's slot: the prompt bucket is 16
-    got_k = np.asarray(cache.k[layer])[:, slot]  # [B * K, Dh]
-    np.testing.assert_allclose(got_k, np.asarray(k)[0, 0], atol=1e-5)
-    np.testing.assert_allclose(np.asarray(cache.v[layer])[:, slot], np.asarray(v)[0, 0],
-                               atol=1e-5)
+    got = cache.layers[layer]  # head-major [B * K, S, Dh]
+    np.testing.assert_allclose(np.asarray(got.k)[:, slot], np.asarray(k)[0, 0], atol=1e-5)
+    np.testing.assert_allclose(np.asarray(got.v)[:, slot], v[0, 0], atol=1e-5)
 
 
 def test_early_exit_waits_for_the_least_confident_row():

@@ -85,11 +85,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 from flax import traverse_util  # noqa: E402
 
 from phi_jax.convert import hf  # noqa: E402
-from phi_jax.decoding import generate, generation, sampling  # noqa: E402
+from phi_jax.decoding import generate, generation  # noqa: E402
 from phi_jax.decoding.generation import bucket  # noqa: E402
 
 torch.set_num_threads(1)
@@ -201,15 +200,9 @@ def timed(fn):
 def jax_prefill_only(cfg, params, prompts: list[list[int]], new: int) -> None:
   """The program generate(cfg, params, prompts, max_new_tokens=new) runs, with max_new_tokens=1:
   its setup and prefill (and the first token), no decode step. Same compiled program."""
-  mode, sampling_params = sampling.make_sampling(cfg.vocab_size)
-  batch, length = bucket(len(prompts), minimum=1), bucket(max(len(p) for p in prompts))
-  tokens, pads = generation.left_pad(prompts, batch, length)
-  out = generation._generate_tokens(
-      params, jnp.asarray(tokens), jnp.asarray(pads), jnp.int32(1), jax.random.key(0),
-      sampling_params, jnp.int32(-1), jnp.bool_(False), cfg=cfg, mode=mode,
-      cache_len=length + bucket(new), out_len=bucket(new),
-      decode_layout=LAYOUT, skip=None, early_exit=None)[0]  # static args exactly as generate's
-  np.asarray(out)
+  program = generation.prepare(cfg, params, prompts, max_new_tokens=1, out_len=bucket(new),
+                               decode_layout=LAYOUT)
+  np.asarray(program.run()[0])
 
 
 def bench_batch(batch: int, model, cfg, params, args, rng) -> dict:

@@ -61,7 +61,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from phi_jax.decoding import generation, sampling  # noqa: E402
+from phi_jax.decoding import generation  # noqa: E402
 from phi_jax.decoding.skipdecode import SkipSchedule  # noqa: E402
 from phi_jax.models import Transformer, presets  # noqa: E402
 
@@ -76,15 +76,9 @@ def build(args):
 
 def run(cfg, params, prompts, max_new, out_len, skip, layout):
   """One generate program (bucketed as `generate` would), blocking; returns new tokens."""
-  mode, sampling_params = sampling.make_sampling(cfg.vocab_size)
-  batch = generation.bucket(len(prompts), minimum=1)
-  length = generation.bucket(max(len(p) for p in prompts))
-  tokens, pads = generation.left_pad(prompts, batch, length)
-  out = generation._generate_tokens(
-      params, jnp.asarray(tokens), jnp.asarray(pads), jnp.int32(max_new), jax.random.key(0),
-      sampling_params, jnp.int32(-1), jnp.bool_(False), cfg=cfg, mode=mode,
-      cache_len=length + out_len, out_len=out_len, decode_layout=layout, skip=skip)[0]
-  return np.asarray(out)
+  program = generation.prepare(cfg, params, prompts, max_new_tokens=max_new, out_len=out_len,
+                               decode_layout=layout, skip=skip)
+  return np.asarray(program.run()[0])
 
 
 def timed(fn) -> float:

@@ -77,7 +77,7 @@ import numpy as np  # noqa: E402
 
 from phi_jax.data import builders, pipeline  # noqa: E402
 from phi_jax.decoding import early_exit as early_exit_lib  # noqa: E402
-from phi_jax.decoding import generation, sampling, skipdecode  # noqa: E402
+from phi_jax.decoding import generation, skipdecode  # noqa: E402
 from phi_jax.decoding.early_exit import EarlyExit  # noqa: E402
 from phi_jax.decoding.skipdecode import SkipSchedule  # noqa: E402
 from phi_jax.models import Transformer  # noqa: E402
@@ -257,16 +257,9 @@ def sem(values: Sequence[float]) -> float:
 def _run(cfg, params, prompts, max_new: int, out_len: int, skip, early_exit, layout):
   """One generate program as `generate` buckets it (greedy, no EOS), blocking ->
   layers run per position [out_len]."""
-  mode, sampling_params = sampling.make_sampling(cfg.vocab_size)
-  batch = generation.bucket(len(prompts), minimum=1)
-  length = generation.bucket(max(len(p) for p in prompts))
-  tokens, pads = generation.left_pad(prompts, batch, length)
-  _, _, layers = generation._generate_tokens(  # pylint: disable=protected-access
-      params, jnp.asarray(tokens), jnp.asarray(pads), jnp.int32(max_new), jax.random.key(0),
-      sampling_params, jnp.int32(-1), jnp.bool_(False), cfg=cfg, mode=mode,
-      cache_len=length + out_len, out_len=out_len, decode_layout=layout, skip=skip,
-      early_exit=early_exit)
-  return np.asarray(layers)
+  program = generation.prepare(cfg, params, prompts, max_new_tokens=max_new, out_len=out_len,
+                               decode_layout=layout, skip=skip, early_exit=early_exit)
+  return np.asarray(program.run()[2])
 
 
 def decode_times(cfg, settings: dict[str, tuple[Any, Optional[SkipSchedule], Optional[EarlyExit]]],

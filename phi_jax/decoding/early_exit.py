@@ -19,15 +19,12 @@ The prompt (prefill) always runs at full depth. Costs per exit point checked: on
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Optional
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
 
-from phi_jax.models.attention import KVState, project_kv, write_head_major
-from phi_jax.models.layers import Norm
-from phi_jax.models.transformer import (apply_block, attention_inputs, embed_tokens,
-                                        logits_from_hidden)
+from phi_jax.decoding import layouts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,47 +68,41 @@ def confidence(logits: jax.Array) -> jax.Array:
   return jnp.max(probs, axis=-1) - jnp.max(rest, axis=-1)
 
 
-def decode_step(cfg, params, token: jax.Array, positions: jax.Array, cache, done: jax.Array,
-                policy: EarlyExit, long_rope) -> tuple[jax.Array, Any, jax.Array]:
+def decode_step(cfg, params: layouts.PerLayerParams, token: jax.Array, positions: jax.Array,
+                cache: layouts.PerLayerCache, done: jax.Array, policy: EarlyExit, long_rope
+                ) -> tuple[jax.Array, layouts.PerLayerCache, jax.Array]:
   """Processes one token per row, exiting at the first exit point where all rows not `done`
   ([B] bool) are confident.
 
-  Args as `skipdecode.decode_step` (per-layer params and head-major per-layer cache).
+  Args as `skipdecode.decode_step` (per-layer params and cache).
 
   Returns:
     (logits [B, V] of the exit point (or of the last layer), the updated cache, layers run).
   """
   points = set(policy.points(cfg.num_layers))
   batch = token.shape[0]
-  ctx, k_pos, k_seg = attention_inputs(cfg, positions, jnp.ones((batch, 1), jnp.int32), cache,
-                                       long_rope)
-  x = embed_tokens(cfg, params, token[:, None])
-  ks, vs = list(cache.k), list(cache.v)
+  x, ctx, k_pos, k_seg = layouts.step_inputs(cfg, params, token, positions, cache, long_rope)
+  kvs = list(cache.layers)
   exited = jnp.bool_(False)
   exit_logits = jnp.zeros((batch, cfg.vocab_size), jnp.float32)
   layers_run = jnp.int32(0)
   for layer in range(cfg.num_layers):
-    layer_params = params[f"layers_{layer}"]
 
-    def run(x, k, v, layer=layer, layer_params=layer_params):
-      x, kv = apply_block(cfg, layer_params, layer, x, KVState(k, v), ctx)
-      return x, kv.k, kv.v
+    def run(x, kv, layer=layer):
+      return layouts.run_layer(cfg, params, layer, x, kv, ctx)
 
-    def fill(x, k, v, layer_params=layer_params):  # the exited state's keys/values, no block
-      h = Norm(cfg).apply({"params": layer_params["input_norm"]}, x)
-      new_k, new_v = project_kv(cfg, layer_params["attn"], h, ctx)
-      kv = write_head_major(KVState(k, v), new_k, new_v, ctx.cache_index)
-      return x, kv.k, kv.v
+    def fill(x, kv, layer=layer):  # the exited state's keys/values, no block
+      return x, layouts.fill_layer(cfg, params, layer, x, kv, ctx)
 
     if layer == 0:
-      x, ks[0], vs[0] = run(x, ks[0], vs[0])
+      x, kvs[0] = run(x, kvs[0])
     else:
-      x, ks[layer], vs[layer] = jax.lax.cond(exited, fill, run, x, ks[layer], vs[layer])
+      x, kvs[layer] = jax.lax.cond(exited, fill, run, x, kvs[layer])
     layers_run = layers_run + (~exited).astype(jnp.int32)
     if layer in points:
 
       def check(x):
-        logits = logits_from_hidden(cfg, params, x[:, -1])
+        logits = layouts.step_logits(cfg, params, x)
         sure = (confidence(logits) >= policy.threshold) | done
         return jnp.all(sure), logits
 
@@ -119,7 +110,5 @@ def decode_step(cfg, params, token: jax.Array, positions: jax.Array, cache, done
       exit_logits = jnp.where(new_exit & ~exited, logits, exit_logits)
       exited = new_exit
   logits = jax.lax.cond(exited, lambda x: exit_logits,
-                        lambda x: logits_from_hidden(cfg, params, x[:, -1]), x)
-  cache = cache._replace(k=tuple(ks), v=tuple(vs), positions=k_pos, segment_ids=k_seg,
-                         index=cache.index + 1)
-  return logits, cache, layers_run
+                        lambda x: layouts.step_logits(cfg, params, x), x)
+  return logits, layouts.finish_step(cache, kvs, k_pos, k_seg), layers_run

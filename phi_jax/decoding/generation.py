@@ -7,12 +7,16 @@ shapes depend only on buckets: batch -> next power of two, prompt length and num
 -> next power of two (at least 16). Within a bucket nothing recompiles: the real number of new
 tokens, temperature, top-k and top-p are traced values.
 
-On CPU the decode loop runs an unscanned copy of the model (per-layer, transposed weights and a
-per-layer head-major KV cache, made once per call; see `_generate_tokens`), which reads weights
-and cache in place. On a 17M-parameter model its decode steps are 1.3x (batch 1) and 2.4x
-(batch 8) faster than the scanned model's (experiments/perf/decode_vs_hf.py, BENCHMARKS.md). It
-costs a second copy of the layer weights during the call (skipped when that would not fit:
-`default_decode_layout`) and a longer compile (the layers are unrolled in the loop body).
+The program is public: `prepare` makes the exact call `generate` runs (`Program.run()`), for
+benchmarks and experiments that time it or read its per-token layer counts, and
+`generate_tokens` is the jitted function itself.
+
+On CPU the decode loop runs a per-layer copy of the model (per-layer, transposed weights and a
+per-layer head-major KV cache, made once per call; decoding/layouts.py), which reads weights and
+cache in place. On a 17M-parameter model its decode steps are 1.3x (batch 1) and 2.4x (batch 8)
+faster than the scanned model's (experiments/perf/decode_vs_hf.py, BENCHMARKS.md). It costs a
+second copy of the layer weights during the call (skipped when that would not fit:
+`layouts.default_decode_layout`) and a longer compile (the layers are unrolled in the loop body).
 
 LongRoPE rule: the factors (short or long) are chosen once, up front, from the longest prompt plus
 max_new_tokens (long when that exceeds the original length). transformers instead switches midway
@@ -22,9 +26,9 @@ that cross the boundary.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-import os
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -32,11 +36,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from phi_jax.decoding import early_exit as early_exit_lib
+from phi_jax.decoding import layouts
 from phi_jax.decoding import sampling
 from phi_jax.decoding import skipdecode
 from phi_jax.decoding.cache import init_cache
+from phi_jax.decoding.layouts import DECODE_LAYOUTS, default_decode_layout  # noqa: F401
 from phi_jax.models.config import ModelConfig
-from phi_jax.models.transformer import Transformer, unscanned_cache, unscanned_params
+from phi_jax.models.transformer import Transformer
 
 
 def bucket(n: int, minimum: int = 16) -> int:
@@ -83,63 +89,44 @@ def left_pad(prompts: Sequence[Sequence[int]], batch: int, length: int):
   return tokens, pads
 
 
-DECODE_LAYOUTS = ("stacked", "per_layer", "per_layer_t")
-
-
-def default_decode_layout(params=None) -> str:
-  """'per_layer_t' on the CPU backend (where it measured fastest), else 'stacked'.
-
-  Also 'stacked' when the second copy of the layer weights that the per-layer layouts make would
-  take more than a quarter of the machine's physical memory (e.g. phi-2 in float32 on 24 GB).
-  """
-  if jax.default_backend() != "cpu":
-    return "stacked"
-  if params is not None:
-    layers = params.get("layers", {}) if hasattr(params, "get") else {}
-    nbytes = sum(x.size * x.dtype.itemsize for x in jax.tree_util.tree_leaves(layers))
-    try:
-      memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-      memory = None
-    if memory and nbytes > memory / 4:
-      return "stacked"
-  return "per_layer_t"
-
-
 @functools.partial(jax.jit,
                    static_argnames=("cfg", "mode", "cache_len", "out_len", "decode_layout",
                                     "skip", "early_exit", "return_cache"))
-def _generate_tokens(params, tokens, pads, max_new, rng, sampling_params, eos_id, long_rope, *,
-                     cfg: ModelConfig, mode: sampling.SamplingMode, cache_len: int, out_len: int,
-                     decode_layout: str = "stacked",
-                     skip: Optional[skipdecode.SkipSchedule] = None,
-                     early_exit: Optional[early_exit_lib.EarlyExit] = None,
-                     return_cache: bool = False):
-  """tokens [B, P] left-padded -> (new tokens [B, out_len] int32, number of steps run,
-  layers run for each new token [out_len] int32) (+ the final KV cache if return_cache).
+def generate_tokens(params, tokens: jax.Array, pads: jax.Array, max_new: jax.Array, rng: jax.Array,
+                    sampling_params: sampling.SamplingParams, eos_id: jax.Array,
+                    long_rope: jax.Array, *, cfg: ModelConfig, mode: sampling.SamplingMode,
+                    cache_len: int, out_len: int, decode_layout: str = "stacked",
+                    skip: Optional[skipdecode.SkipSchedule] = None,
+                    early_exit: Optional[early_exit_lib.EarlyExit] = None,
+                    return_cache: bool = False):
+  """The generation program (jitted; `prepare` makes its arguments as `generate` does).
 
-  decode_layout (the prefill always runs the scanned model on the stacked params and cache):
-    'stacked': the decode loop runs the same scanned model.
-    'per_layer': the loop runs Transformer(cfg, scan_layers=False) on per-layer copies of the
-      weights and a per-layer, head-major copy of the KV cache, made once after the prefill, so
-      that every step reads weights and cache in place (a scan over stacked weights copies each
-      layer's slice every step on XLA:CPU, and attention transposes the stacked cache).
-    'per_layer_t': the same, with the kernels stored transposed (faster small-batch GEMMs on
-      XLA:CPU). Both copy the layer weights once per call: peak memory holds them twice.
+  Args:
+    params: the model's params (stacked, unboxed).
+    tokens: [B, P] int32 prompts, left-padded (`left_pad`); pads: [B] int32 padding per row.
+    max_new: int32 scalar, new tokens to make (<= out_len); rng: PRNG key.
+    sampling_params: traced sampling values (`sampling.make_sampling`); eos_id: int32 scalar
+      (-1: none); long_rope: bool scalar, LongRoPE factor choice.
+    cfg, mode, cache_len (>= P + out_len), out_len: static.
+    decode_layout: one of layouts.DECODE_LAYOUTS (the prefill always runs the scanned model on
+      the stacked params and cache; 'stacked' decodes with it too, 'per_layer' / 'per_layer_t'
+      with per-layer copies of weights and cache, made once after the prefill).
+    skip / early_exit (per-layer layouts only): each decode step runs layer by layer
+      (`skipdecode.decode_step` / `early_exit.decode_step`), leaving layers out.
+    return_cache: also return the final cache (a KVCache, or a layouts.PerLayerCache).
 
-  skip / early_exit (per-layer layouts only): each decode step runs layer by layer
-  (`skipdecode.decode_step` / `early_exit.decode_step`), leaving layers out of the computation.
+  Returns:
+    (new tokens [B, out_len] int32, number of steps run, layers run for each new token
+    [out_len] int32) (+ the final cache if return_cache).
   """
-  if decode_layout not in DECODE_LAYOUTS:
-    raise ValueError(f"decode_layout {decode_layout!r} is not one of {DECODE_LAYOUTS}")
+  layouts.check_layout(decode_layout)
   if (skip or early_exit) and decode_layout == "stacked":
     raise ValueError("skip / early_exit decode layer by layer from per-layer weights: use "
                      "decode_layout='per_layer' or 'per_layer_t'")
   model = Transformer(cfg)
-  step_model, step_params = model, params
+  step_params = params
   if decode_layout != "stacked":
-    step_model = Transformer(cfg, scan_layers=False)
-    step_params = unscanned_params(params, transpose_kernels=decode_layout == "per_layer_t")
+    step_params = layouts.per_layer_params(params, layouts.KERNEL_LAYOUT[decode_layout])
   batch, prompt_len = tokens.shape
   slots = jnp.arange(prompt_len, dtype=jnp.int32)[None, :]
   segment_ids = (slots >= pads[:, None]).astype(jnp.int32)
@@ -151,7 +138,7 @@ def _generate_tokens(params, tokens, pads, max_new, rng, sampling_params, eos_id
                               segment_ids=segment_ids, cache=cache, long_rope=long_rope,
                               last_only=True)
   if decode_layout != "stacked":
-    cache = unscanned_cache(cache)
+    cache = layouts.per_layer_cache(cache)
   rng, step_rng = jax.random.split(rng)
   token = sampling.sample(logits[:, -1], step_rng, mode, sampling_params)
   out = jnp.zeros((batch, out_len), jnp.int32).at[:, 0].set(token)
@@ -171,12 +158,14 @@ def _generate_tokens(params, tokens, pads, max_new, rng, sampling_params, eos_id
     elif early_exit is not None:
       logits, cache, layers = early_exit_lib.decode_step(cfg, step_params, token, positions,
                                                          cache, done, early_exit, long_rope)
-    else:
-      logits, cache = step_model.apply({"params": step_params}, token[:, None],
-                                       positions=positions,
-                                       segment_ids=jnp.ones((batch, 1), jnp.int32), cache=cache,
-                                       long_rope=long_rope)
+    elif decode_layout == "stacked":
+      logits, cache = model.apply({"params": params}, token[:, None], positions=positions,
+                                  segment_ids=jnp.ones((batch, 1), jnp.int32), cache=cache,
+                                  long_rope=long_rope)
       logits, layers = logits[:, -1], jnp.int32(cfg.num_layers)
+    else:
+      logits, cache = layouts.decode_step(cfg, step_params, token, positions, cache, long_rope)
+      layers = jnp.int32(cfg.num_layers)
     rng, step_rng = jax.random.split(rng)
     new = sampling.sample(logits, step_rng, mode, sampling_params)
     new = jnp.where(done, jnp.maximum(eos_id, 0), new)
@@ -190,6 +179,70 @@ def _generate_tokens(params, tokens, pads, max_new, rng, sampling_params, eos_id
   if return_cache:
     return out, steps, layers_used, cache
   return out, steps, layers_used
+
+
+@dataclasses.dataclass(frozen=True)
+class Program:
+  """One run of `generate_tokens` with the arguments `generate` gives it (made by `prepare`).
+
+  args: (tokens [B, P], pads [B], max_new, rng, sampling_params, eos_id, long_rope).
+  static: its static keyword arguments (cfg, mode, cache_len, out_len, decode_layout, skip,
+    early_exit); two Programs with equal `static` and array shapes share one compiled program.
+  """
+  params: Any
+  args: tuple
+  static: dict
+
+  def run(self, return_cache: bool = False):
+    """generate_tokens(params, *args, **static): (new tokens [B, out_len], steps run, layers run
+    per new token [out_len]) (+ the final cache if return_cache). Asynchronous (jax arrays)."""
+    return generate_tokens(self.params, *self.args, **self.static, return_cache=return_cache)
+
+
+def prepare(cfg: ModelConfig, params, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,
+            out_len: Optional[int] = None, temperature: float = 0.0, top_k: Optional[int] = None,
+            top_p: Optional[float] = None, eos_id: Optional[int] = None,
+            rng: Optional[jax.Array] = None, decode_layout: Optional[str] = None,
+            skip: Optional[skipdecode.SkipSchedule] = None,
+            early_exit: Optional[early_exit_lib.EarlyExit] = None) -> Program:
+  """The generation program `generate` runs for these arguments (see `generate`), validated and
+  bucketed, not yet run.
+
+  out_len: the new-token bucket (default bucket(max_new_tokens)); a larger one (>=
+  max_new_tokens) runs the program of a longer generation for fewer tokens, e.g. the same
+  compiled program with max_new_tokens=1 to time its prefill.
+  """
+  _check_prompts(cfg, prompts, max_new_tokens)
+  if skip is not None and early_exit is not None:
+    raise ValueError("pass at most one of skip= and early_exit=")
+  if skip is not None and (not isinstance(skip, skipdecode.SkipSchedule)
+                           or skip.num_layers != cfg.num_layers):
+    raise ValueError(f"skip must be a SkipSchedule for this model's {cfg.num_layers} layers, got "
+                     f"{skip!r}")
+  if early_exit is not None:
+    early_exit.points(cfg.num_layers)  # validates
+  layered = skip is not None or early_exit is not None
+  if decode_layout is None:
+    decode_layout = default_decode_layout(params)
+    if layered and decode_layout == "stacked":
+      decode_layout = "per_layer"
+  layouts.check_layout(decode_layout)
+  out_len = bucket(max_new_tokens) if out_len is None else out_len
+  if out_len < max_new_tokens:
+    raise ValueError(f"out_len={out_len} is smaller than max_new_tokens={max_new_tokens}; pass "
+                     "out_len >= max_new_tokens (or None for its bucket)")
+  mode, sampling_params = sampling.make_sampling(cfg.vocab_size, temperature, top_k, top_p)
+  longest = max(len(p) for p in prompts)
+  batch = bucket(len(prompts), minimum=1)
+  prompt_len = bucket(longest)
+  tokens, pads = left_pad(prompts, batch, prompt_len)
+  long_rope = cfg.long_rope and longest + max_new_tokens > cfg.rope_original_max_len
+  rng = jax.random.key(0) if rng is None else rng
+  args = (jnp.asarray(tokens), jnp.asarray(pads), jnp.int32(max_new_tokens), rng,
+          sampling_params, jnp.int32(-1 if eos_id is None else eos_id), jnp.bool_(long_rope))
+  static = dict(cfg=cfg, mode=mode, cache_len=prompt_len + out_len, out_len=out_len,
+                decode_layout=decode_layout, skip=skip, early_exit=early_exit)
+  return Program(nn.unbox(params), args, static)
 
 
 def generate(cfg: ModelConfig, params, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,
@@ -210,8 +263,8 @@ def generate(cfg: ModelConfig, params, prompts: Sequence[Sequence[int]], *, max_
     eos_id: a row stops after producing it (the eos token is included in its output).
     rng: a jax PRNG key for sampling (default key 0).
     decode_layout: how the decode loop holds weights and cache, one of DECODE_LAYOUTS (same
-      tokens, different speed and memory; see `_generate_tokens`); None = default_decode_layout
-      (with skip / early_exit: a per-layer layout).
+      tokens, different speed and memory; see decoding/layouts.py); None =
+      default_decode_layout (with skip / early_exit: a per-layer layout).
     skip: a `SkipSchedule` (SkipDecode): generated token t runs only the layers in
       skip.active(t); the prompt runs every layer. Skipped layers are not executed.
     early_exit: an `EarlyExit` policy (the CALM baseline). At most one of skip / early_exit.
@@ -221,34 +274,10 @@ def generate(cfg: ModelConfig, params, prompts: Sequence[Sequence[int]], *, max_
   Returns:
     The new tokens of each prompt, in order (and the stats dict if return_stats).
   """
-  _check_prompts(cfg, prompts, max_new_tokens)
-  if skip is not None and early_exit is not None:
-    raise ValueError("pass at most one of skip= and early_exit=")
-  if skip is not None and (not isinstance(skip, skipdecode.SkipSchedule)
-                           or skip.num_layers != cfg.num_layers):
-    raise ValueError(f"skip must be a SkipSchedule for this model's {cfg.num_layers} layers, got "
-                     f"{skip!r}")
-  if early_exit is not None:
-    early_exit.points(cfg.num_layers)  # validates
-  layered = skip is not None or early_exit is not None
-  if decode_layout is None:
-    decode_layout = default_decode_layout(params)
-    if layered and decode_layout == "stacked":
-      decode_layout = "per_layer"
-  params = nn.unbox(params)
-  mode, sampling_params = sampling.make_sampling(cfg.vocab_size, temperature, top_k, top_p)
-  longest = max(len(p) for p in prompts)
-  batch = bucket(len(prompts), minimum=1)
-  prompt_len = bucket(longest)
-  out_len = bucket(max_new_tokens)
-  tokens, pads = left_pad(prompts, batch, prompt_len)
-  long_rope = cfg.long_rope and longest + max_new_tokens > cfg.rope_original_max_len
-  rng = jax.random.key(0) if rng is None else rng
-  out, steps, layers_used = _generate_tokens(
-      params, jnp.asarray(tokens), jnp.asarray(pads), jnp.int32(max_new_tokens), rng,
-      sampling_params, jnp.int32(-1 if eos_id is None else eos_id), jnp.bool_(long_rope),
-      cfg=cfg, mode=mode, cache_len=prompt_len + out_len, out_len=out_len,
-      decode_layout=decode_layout, skip=skip, early_exit=early_exit)
+  program = prepare(cfg, params, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
+                    top_k=top_k, top_p=top_p, eos_id=eos_id, rng=rng,
+                    decode_layout=decode_layout, skip=skip, early_exit=early_exit)
+  out, steps, layers_used = program.run()
   out = np.asarray(out)
   results = []
   for row in range(len(prompts)):
@@ -266,4 +295,4 @@ def generate(cfg: ModelConfig, params, prompts: Sequence[Sequence[int]], *, max_
 
 def compiled_programs() -> int:
   """How many generation programs have been compiled so far (for recompilation tests)."""
-  return _generate_tokens._cache_size()
+  return generate_tokens._cache_size()

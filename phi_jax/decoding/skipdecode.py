@@ -28,15 +28,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Optional
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from phi_jax.models.attention import KVState
-from phi_jax.models.transformer import (apply_block, attention_inputs, embed_tokens,
-                                        logits_from_hidden)
+from phi_jax.decoding import layouts
 
 SHAPES = ("linear", "power")
 
@@ -243,15 +241,16 @@ def from_config(skip_config, num_layers: int) -> Optional[SkipSchedule]:
 # ---- decoding: one step that really skips ---------------------------------------------------------
 
 
-def decode_step(cfg, params, token: jax.Array, positions: jax.Array, cache, t: jax.Array,
-                schedule: SkipSchedule, long_rope) -> tuple[jax.Array, Any, jax.Array]:
+def decode_step(cfg, params: layouts.PerLayerParams, token: jax.Array, positions: jax.Array,
+                cache: layouts.PerLayerCache, t: jax.Array, schedule: SkipSchedule, long_rope
+                ) -> tuple[jax.Array, layouts.PerLayerCache, jax.Array]:
   """Processes generated token g_t with the layers in active(t) only.
 
   Args:
-    cfg, params: the model, with per-layer params ('layers_0' ...; `unscanned_params`).
+    cfg: the model's config.
+    params: its per-layer weights (`layouts.per_layer_params`).
     token: [B] int32 g_t.  positions: [B, 1] its positions.
-    cache: a KVCache whose k, v are tuples of per-layer head-major [B * K, S, Dh] buffers
-      (`unscanned_cache`).
+    cache: the per-layer cache (`layouts.per_layer_cache`).
     t: int32 scalar, the generated-token index (the same for every row).
 
   Returns:
@@ -266,28 +265,21 @@ def decode_step(cfg, params, token: jax.Array, positions: jax.Array, cache, t: j
   if schedule.num_layers != cfg.num_layers:
     raise ValueError(f"the schedule is for {schedule.num_layers} layers; the model has "
                      f"{cfg.num_layers}")
-  batch = token.shape[0]
-  ctx, k_pos, k_seg = attention_inputs(cfg, positions, jnp.ones((batch, 1), jnp.int32), cache,
-                                       long_rope)
-  x = embed_tokens(cfg, params, token[:, None])
+  x, ctx, k_pos, k_seg = layouts.step_inputs(cfg, params, token, positions, cache, long_rope)
   start = schedule.first_upper_jnp(t)
   lo, hi = schedule.static_upper
-  ks, vs = list(cache.k), list(cache.v)
+  kvs = list(cache.layers)
   for layer in range(cfg.num_layers):
     if schedule.warmup_layers <= layer < lo:
       continue  # never active after the prefill
 
-    def run(x, k, v, layer=layer):
-      x, kv = apply_block(cfg, params[f"layers_{layer}"], layer, x, KVState(k, v), ctx)
-      return x, kv.k, kv.v
+    def run(x, kv, layer=layer):
+      return layouts.run_layer(cfg, params, layer, x, kv, ctx)
 
     if layer < schedule.warmup_layers or layer >= hi:
-      x, ks[layer], vs[layer] = run(x, ks[layer], vs[layer])
+      x, kvs[layer] = run(x, kvs[layer])
     else:
-      x, ks[layer], vs[layer] = jax.lax.cond(layer >= start, run, lambda x, k, v: (x, k, v),
-                                             x, ks[layer], vs[layer])
-  logits = logits_from_hidden(cfg, params, x[:, -1])
-  cache = cache._replace(k=tuple(ks), v=tuple(vs), positions=k_pos, segment_ids=k_seg,
-                         index=cache.index + 1)
+      x, kvs[layer] = jax.lax.cond(layer >= start, run, lambda x, kv: (x, kv), x, kvs[layer])
+  logits = layouts.step_logits(cfg, params, x)
   layers_run = schedule.warmup_layers + cfg.num_layers - start
-  return logits, cache, layers_run.astype(jnp.int32)
+  return logits, layouts.finish_step(cache, kvs, k_pos, k_seg), layers_run.astype(jnp.int32)

@@ -8,7 +8,7 @@ The mapping onto mesh axes lives in one rules table (phi_jax.train.sharding).
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -32,11 +32,21 @@ def constrain(x: jax.Array, names: Sequence[str]) -> jax.Array:
   return nn.with_logical_constraint(x, tuple(names))
 
 
+KERNEL_LAYOUTS = ("in_out", "out_in")
+
+
 class Dense(nn.Module):
   """x [..., *in] @ kernel [*in, *features] (+ bias [*features]) in the compute dtype.
 
-  The kernel is created at its full shape with its logical axis names (flax's DenseGeneral
-  initialises a flattened kernel and reshapes it, which breaks logical constraints under a mesh).
+  kernel_layout names how the weight is stored (one representation each; params must match):
+    'in_out': param 'kernel' [*in, *features], the model's own layout (init, training,
+      checkpoints, conversion). Created at its full shape with its logical axis names (flax's
+      DenseGeneral initialises a flattened kernel and reshapes it, which breaks logical
+      constraints under a mesh).
+    'out_in': param 'kernel_t' = kernel.T [*features reversed, *in reversed], a decoding layout
+      (made by phi_jax.decoding.layouts): with the weight as the row-major left operand, XLA:CPU's
+      GEMM runs a small batch (M = 2..32 rows) about twice as fast as x @ kernel. The product is
+      computed as [*features, *batch] and transposed back (a small copy).
   """
 
   cfg: ModelConfig
@@ -44,45 +54,43 @@ class Dense(nn.Module):
   in_axes: int
   kernel_axes: tuple[str, ...]
   bias: bool
+  kernel_layout: str = "in_out"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     cfg = self.cfg
     dtype, param_dtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
-    if self.has_variable("params", "kernel_t"):
-      y = self._transposed(x.astype(dtype), self.get_variable("params", "kernel_t").astype(dtype))
-    else:
-      in_shape = x.shape[x.ndim - self.in_axes:]
+    nf, ni = len(self.features), self.in_axes
+    nb = x.ndim - ni
+    in_shape = x.shape[nb:]
+    if self.kernel_layout == "in_out":
       kernel = self.param("kernel", kernel_init(self.kernel_axes), (*in_shape, *self.features),
                           param_dtype)
-      contract = (tuple(range(x.ndim - self.in_axes, x.ndim)), tuple(range(self.in_axes)))
+      contract = (tuple(range(nb, x.ndim)), tuple(range(ni)))
       y = jax.lax.dot_general(x.astype(dtype), kernel.astype(dtype), (contract, ((), ())))
+    elif self.kernel_layout == "out_in":
+      kernel_t = self.param("kernel_t", kernel_init(self.kernel_axes[::-1]),
+                            (*self.features[::-1], *in_shape[::-1]), param_dtype)
+      contract = (tuple(range(nf, nf + ni)), tuple(range(x.ndim - 1, nb - 1, -1)))
+      y = jax.lax.dot_general(kernel_t.astype(dtype), x.astype(dtype), (contract, ((), ())))
+      y = jnp.transpose(y, (*range(nf, nf + nb), *range(nf - 1, -1, -1)))  # [*batch, *features]
+    else:
+      raise ValueError(f"Dense.kernel_layout {self.kernel_layout!r} is not one of "
+                       f"{KERNEL_LAYOUTS}")
     if self.bias:
       out_axes = self.kernel_axes[self.in_axes:]
       b = self.param("bias", zeros_init(out_axes), self.features, param_dtype)
       y = y + b.astype(dtype)
     return y
 
-  def _transposed(self, x: jax.Array, kernel_t: jax.Array) -> jax.Array:
-    """The same product from kernel_t = kernel.T ([*features reversed, *in reversed]).
-
-    Decoding layout (see transformer.unscanned_params): with the weight as the row-major left
-    operand, XLA:CPU's GEMM runs a small batch (M = 2..32 rows) about twice as fast as x @ kernel.
-    The product is computed as [*features, *batch] and transposed back (a small copy).
-    """
-    nf, ni = len(self.features), self.in_axes
-    nb = x.ndim - ni
-    contract = (tuple(range(nf, nf + ni)), tuple(range(x.ndim - 1, nb - 1, -1)))
-    y = jax.lax.dot_general(kernel_t, x, (contract, ((), ())))  # [*reversed(features), *batch]
-    return jnp.transpose(y, (*range(nf, nf + nb), *range(nf - 1, -1, -1)))
-
 
 def dense(cfg: ModelConfig, features, axis, kernel_axes: Sequence[str], *, bias: bool,
-          name: str) -> Dense:
-  """A projection contracting the last `len(axis)` input axes (axis: -1 or (-2, -1))."""
+          name: Optional[str], kernel_layout: str = "in_out") -> Dense:
+  """A projection contracting the last `len(axis)` input axes (axis: -1 or (-2, -1)).
+  name=None inside a module's setup (the attribute names it)."""
   features = (features,) if isinstance(features, int) else tuple(features)
   in_axes = 1 if isinstance(axis, int) else len(axis)
-  return Dense(cfg, features, in_axes, tuple(kernel_axes), bias, name=name)
+  return Dense(cfg, features, in_axes, tuple(kernel_axes), bias, kernel_layout, name=name)
 
 
 class Norm(nn.Module):
@@ -126,21 +134,26 @@ class Mlp(nn.Module):
   """fc1 -> gelu -> fc2, or gated: down(act(gate(x)) * up(x)). x: [batch, seq, embed]."""
 
   cfg: ModelConfig
+  kernel_layout: str = "in_out"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     cfg = self.cfg
-    bias = cfg.mlp_bias
+
+    def proj(features, axes, name):
+      return dense(cfg, features, -1, axes, bias=cfg.mlp_bias, name=name,
+                   kernel_layout=self.kernel_layout)
+
     if cfg.gated_mlp:
-      gate = dense(cfg, cfg.mlp_dim, -1, ("embed", "mlp"), bias=bias, name="gate")(x)
-      up = dense(cfg, cfg.mlp_dim, -1, ("embed", "mlp"), bias=bias, name="up")(x)
+      gate = proj(cfg.mlp_dim, ("embed", "mlp"), "gate")(x)
+      up = proj(cfg.mlp_dim, ("embed", "mlp"), "up")(x)
       if cfg.mlp == "swiglu":
         h = jax.nn.silu(gate) * up
       else:
         h = gegelu(gate, up)
       h = constrain(h, ("activation_batch", "activation_length", "activation_mlp"))
-      return dense(cfg, cfg.d_model, -1, ("mlp", "embed"), bias=bias, name="down")(h)
-    h = dense(cfg, cfg.mlp_dim, -1, ("embed", "mlp"), bias=bias, name="fc1")(x)
+      return proj(cfg.d_model, ("mlp", "embed"), "down")(h)
+    h = proj(cfg.mlp_dim, ("embed", "mlp"), "fc1")(x)
     h = gelu_tanh(h) if cfg.mlp == "gelu_tanh" else jax.nn.gelu(h, approximate=False)
     h = constrain(h, ("activation_batch", "activation_length", "activation_mlp"))
-    return dense(cfg, cfg.d_model, -1, ("mlp", "embed"), bias=bias, name="fc2")(h)
+    return proj(cfg.d_model, ("mlp", "embed"), "fc2")(h)
