@@ -12,11 +12,9 @@ from __future__ import annotations
 import sys
 
 from absl import app, flags, logging
-from ml_collections import config_flags
+from phi_jax import config_args
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Pipeline config file (a .py with "
-                                          "get_config(arg)), optionally followed by :ARG.",
-                                          lock_config=True)
+_CONFIG = config_args.define_config_flag()  # the same --config / --config.KEY=VALUE as main
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for the stages' outputs.")
 flags.mark_flags_as_required(["config", "workdir"])
 

@@ -30,8 +30,8 @@ import random
 import re
 from typing import Any, Optional, Sequence
 
-from phi_jax.curation import procedural
-from phi_jax.curation import synthetic
+from phi_jax.curation import procedural, synthetic
+from phi_jax.curation import teacher as teacher_lib
 
 VERSION = 1
 TRAIN_FAMILIES = tuple(f for f in procedural.FAMILIES if f not in procedural.HELDOUT_FAMILIES)
@@ -435,14 +435,7 @@ class ProceduralTextbookTeacher:
 
   def complete(self, prompts: Sequence[str], *, max_tokens: int, temperature: float,
                stop: Optional[Sequence[str]] = None) -> list[str]:
-    if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
-      raise TypeError("prompts must be a list of strings")
-    if not isinstance(max_tokens, int) or max_tokens < 1:
-      raise ValueError(f"max_tokens must be a positive int, got {max_tokens!r}")
-    if temperature < 0:
-      raise ValueError(f"temperature must be >= 0, got {temperature}")
-    if isinstance(stop, str):
-      raise TypeError("stop must be a list of strings, not a string")
+    stop = teacher_lib.check_request(prompts, max_tokens, temperature, stop)
     out = []
     for prompt in prompts:
       text, _ = write_textbook(parse_prompt(prompt), _hash_int(self.seed, prompt))

@@ -42,7 +42,6 @@ import time
 from typing import Any, Callable, Optional, Sequence
 
 import ml_collections
-import numpy as np
 
 from phi_jax.curation import decontam as decontam_lib
 from phi_jax.curation import dedup as dedup_lib

@@ -85,8 +85,9 @@ def truncate_at_stop(text: str, stop: Optional[Sequence[str]]) -> str:
   return text[:cut]
 
 
-def _check_request(prompts: Sequence[str], max_tokens: int, temperature: float,
-                   stop: Optional[Sequence[str]]) -> list[str]:
+def check_request(prompts: Sequence[str], max_tokens: int, temperature: float,
+                  stop: Optional[Sequence[str]]) -> list[str]:
+  """Validates the arguments of `Teacher.complete` (shared by every backend) -> the stop list."""
   if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
     raise TypeError("prompts must be a list of strings")
   if not isinstance(max_tokens, int) or max_tokens < 1:
@@ -375,7 +376,7 @@ class OpenAITeacher:
                stop: Optional[Sequence[str]] = None) -> list[str]:
     """Completions in prompt order. Every request runs (and is cached) even when another fails;
     then a TeacherError lists the failures and carries the other results."""
-    stop = _check_request(prompts, max_tokens, temperature, stop)
+    stop = check_request(prompts, max_tokens, temperature, stop)
     bodies = [self._body(p, max_tokens, temperature, stop) for p in prompts]
     results: list[Optional[str]] = [None] * len(bodies)
     failures: dict[int, str] = {}
@@ -483,7 +484,7 @@ class LocalTeacher:
 
   def complete(self, prompts: Sequence[str], *, max_tokens: int, temperature: float,
                stop: Optional[Sequence[str]] = None) -> list[str]:
-    stop = _check_request(prompts, max_tokens, temperature, stop)
+    stop = check_request(prompts, max_tokens, temperature, stop)
     requests = [{"prompt": p, "max_tokens": max_tokens, "temperature": temperature}
                 for p in prompts]
     keys = [self.cache.key(self.fingerprint, r) if self.cache is not None else None
@@ -526,7 +527,7 @@ class ProceduralTeacher:
   def complete(self, prompts: Sequence[str], *, max_tokens: int, temperature: float,
                stop: Optional[Sequence[str]] = None) -> list[str]:
     from phi_jax.curation import procedural  # pylint: disable=g-import-not-at-top
-    stop = _check_request(prompts, max_tokens, temperature, stop)
+    stop = check_request(prompts, max_tokens, temperature, stop)
     out = []
     for prompt in prompts:
       draw_seed = int.from_bytes(hashlib.sha256(f"{self.seed}\x00{prompt}".encode()).digest()[:8],
