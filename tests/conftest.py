@@ -21,6 +21,18 @@ from absl import flags  # noqa: E402
 flags.FLAGS.mark_as_parsed()
 
 
+def run_eval_cli(argv):
+  """Runs `python -m phi_jax.eval` in-process with `argv` (absl flags restored afterwards)."""
+  from phi_jax import eval as eval_cli
+  flags.FLAGS.unparse_flags()
+  try:
+    flags.FLAGS(["phi_jax.eval"] + list(argv))
+    eval_cli.main(["phi_jax.eval"])
+  finally:
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS.mark_as_parsed()
+
+
 def tiny(name: str, seed: int = 0, **overrides):
   """(cfg, params) for a tiny preset with overrides.
 

@@ -14,8 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from absl import flags
-from conftest import tiny
+from conftest import run_eval_cli, tiny
 
 from phi_jax.data import tokenizer as tokenizers
 from phi_jax.decoding import generate
@@ -393,17 +392,6 @@ def mc_file(tmp_path_factory):
   return path
 
 
-def _run_cli(argv):
-  from phi_jax import eval as eval_cli
-  flags.FLAGS.unparse_flags()
-  try:
-    flags.FLAGS(["phi_jax.eval"] + argv)
-    eval_cli.main(["phi_jax.eval"])
-  finally:
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS.mark_as_parsed()
-
-
 def test_cli_on_a_hf_folder(tok, model, mbpp_file, mc_file, tmp_path, capsys):
   from phi_jax.convert import hf
   cfg, params = model
@@ -415,7 +403,7 @@ def test_cli_on_a_hf_folder(tok, model, mbpp_file, mc_file, tmp_path, capsys):
   for i in range(4):
     (notes / f"n{i}.txt").write_text(f"note {i}: the cat sat on the mat.\n")
   kwargs = json.dumps({"source_dir": str(notes), "validation_fraction": 0.5})
-  _run_cli([f"--hf_dir={tmp_path / 'model'}", "--task=humaneval", f"--task=mbpp:{mbpp_file}",
+  run_eval_cli([f"--hf_dir={tmp_path / 'model'}", "--task=humaneval", f"--task=mbpp:{mbpp_file}",
             f"--task=mc:generic:{mc_file}", "--task=ppl:text_corpus", "--limit=2",
             "--max_new_tokens=8", f"--out={out}", f"--data_dir={tmp_path / 'tfds'}",
             f"--builder_kwargs={kwargs}", "--seq_len=64"])

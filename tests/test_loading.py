@@ -9,8 +9,7 @@ import shutil
 import jax
 import numpy as np
 import pytest
-from absl import flags
-from conftest import tiny
+from conftest import run_eval_cli, tiny
 
 from phi_jax import generate as generate_cli
 from phi_jax.convert import checkpoint_io, hf, load
@@ -137,17 +136,6 @@ def test_generate_cli_reads_every_format(models, capsys):
   assert "no tokenizer" in capsys.readouterr().err
 
 
-def _run_eval(argv):
-  from phi_jax import eval as eval_cli
-  flags.FLAGS.unparse_flags()
-  try:
-    flags.FLAGS(["phi_jax.eval"] + argv)
-    eval_cli.main(["phi_jax.eval"])
-  finally:
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS.mark_as_parsed()
-
-
 def test_eval_cli_reads_every_format_with_the_same_results(models, tmp_path):
   mc_file = tmp_path / "mc.jsonl"
   mc_file.write_text("".join(json.dumps(r) + "\n" for r in MC))
@@ -156,7 +144,7 @@ def test_eval_cli_reads_every_format_with_the_same_results(models, tmp_path):
                             ("--model", models["ckpt"], [f"--tokenizer={models['sp'].path}"]),
                             ("--hf_dir", models["hf"], [])):
     out = tmp_path / path.name
-    _run_eval([f"{flag}={path}", f"--task=mc:generic:{mc_file}", f"--out={out}"] + extra)
+    run_eval_cli([f"{flag}={path}", f"--task=mc:generic:{mc_file}", f"--out={out}"] + extra)
     report = json.loads((out / "results.json").read_text())
     results[report["meta"]["format"]] = report["results"][0]
   assert sorted(results) == ["checkpoint", "hf", "workdir"]
@@ -176,13 +164,13 @@ def test_eval_humaneval_default_fits_a_short_context(models, tmp_path, capsys):
   """Regression: the default max_new_tokens=512 left no room for a prompt in a 512-token (here
   128-token) context, so `--task=humaneval` failed on the quickstart run."""
   out = tmp_path / "he"
-  _run_eval([f"--model={models['workdir']}", "--task=humaneval", "--limit=1", f"--out={out}",
+  run_eval_cli([f"--model={models['workdir']}", "--task=humaneval", "--limit=1", f"--out={out}",
              "--timeout_s=5"])
   assert "capped to 64 (half the model's 128-token context)" in capsys.readouterr().err
   report = json.loads((out / "results.json").read_text())
   assert report["meta"]["max_new_tokens"] == 64 and report["results"][0]["num_problems"] == 1
   with pytest.raises(SystemExit):
-    _run_eval([f"--model={models['workdir']}", "--task=humaneval", "--limit=1",
+    run_eval_cli([f"--model={models['workdir']}", "--task=humaneval", "--limit=1",
                "--max_new_tokens=128", f"--out={out}"])
   assert "max_new_tokens=128 leaves no room" in capsys.readouterr().err
 
