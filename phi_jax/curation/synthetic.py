@@ -369,6 +369,14 @@ def _finish(stats: GenerationStats, out_dir: pathlib.Path, kept: list[dict[str, 
   return stats
 
 
+def _reject(stats: GenerationStats, rejected: list[dict[str, Any]], item_id: str, r: Rejected,
+            answer: Optional[str]) -> None:
+  """Counts a rejection and keeps it (with the first 4,000 characters of the answer)."""
+  stats.reject(r.reason)
+  rejected.append({"id": item_id, "reason": r.reason, "detail": r.detail,
+                   "answer": (answer or "")[:4000]})
+
+
 def generate_textbooks(teacher: teacher_lib.Teacher, n: int, seed: int,
                        out_dir: str | os.PathLike, *, subject: str = "code",
                        topics: Optional[Sequence[str]] = None, max_tokens: int = 1500,
@@ -392,9 +400,7 @@ def generate_textbooks(teacher: teacher_lib.Teacher, n: int, seed: int,
       if text in seen:
         raise Rejected("duplicate")
     except Rejected as r:
-      stats.reject(r.reason)
-      rejected.append({"id": p.id, "reason": r.reason, "detail": r.detail,
-                       "answer": (answer or "")[:4000]})
+      _reject(stats, rejected, p.id, r, answer)
       continue
     seen.add(text)
     kept.append({"id": p.id, "text": text, **p.meta, "teacher": teacher.name,
@@ -437,9 +443,7 @@ def generate_exercises(source: teacher_lib.Teacher, n: int, seed: int,
         if require_tests and not parsed["tests"]:
           raise Rejected("no_tests")
       except Rejected as r:
-        stats.reject(r.reason)
-        rejected.append({"id": p.id, "reason": r.reason, "detail": r.detail,
-                         "answer": (answer or "")[:4000]})
+        _reject(stats, rejected, p.id, r, answer)
         continue
       candidates.append(({"id": p.id, "text": parsed["prompt"] + parsed["target"],
                           "prompt": parsed["prompt"], "target": parsed["target"],
@@ -462,9 +466,7 @@ def generate_exercises(source: teacher_lib.Teacher, n: int, seed: int,
     elif record["text"] in seen:
       reason = "duplicate"
     if reason:
-      stats.reject(reason)
-      rejected.append({"id": record["id"], "reason": reason, "detail": detail,
-                       "answer": (answer or record["text"])[:4000]})
+      _reject(stats, rejected, record["id"], Rejected(reason, detail), answer or record["text"])
       continue
     seen.add(record["text"])
     kept.append(record)
