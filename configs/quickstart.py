@@ -1,17 +1,20 @@
-"""Quickstart: a ~2M-parameter phi-1-style code model trained on this machine's Python stdlib.
-
-The main job of the README, for a fresh 2-core CPU machine (3m24s measured on an idle one):
-builds the standard-library code dataset (TFDS, array_record), trains a SentencePiece tokenizer,
-trains a tiny phi-1-shaped model (parallel block, partial rotary), evaluates held-out loss on files it
-never saw, samples completions of a few Python prompts, and writes WORKDIR/report.md with loss.png.
+"""Quickstart: phi-1's story at laptop scale. The same tiny model, tokenizer and token budget
+trained on textbook-quality data and on raw code, then compared.
 
     python -m phi_jax.main --config=configs/quickstart.py --workdir=workdirs/quickstart
 
-Expected: the train loss falls from ~8.3 (ln 4096) to ~3 within the run, held-out loss close to it;
-samples are Python-looking but not yet meaningful at this scale.
-Durations are fractions of the run (warmup 10%, a log every 1/30, held-out loss and a checkpoint
-every third), so a shorter run is one flag: `--config.total_steps=5`.
-Variants: `:smoke` (a 1-minute version for tests).
+A study (`phi_jax.study.arms`) of two arms, each an ordinary run directory:
+  DIR/textbook/  phi_jax's textbook-quality mixture (`curation.mixture`): verified procedural
+                 exercises (train split only: no held-out family, no held-out variant) and
+                 procedural textbook sections with worked examples, decontaminated against
+                 HumanEval and the hand-written problems
+  DIR/raw/       this Python's standard library, as is (`code_corpus`)
+then DIR/report.md: pass@1 on held-out exercises (unseen variants; whole held-out families),
+on hand-written problems and on HumanEval, with 95% intervals; both loss curves (loss.png);
+greedy samples of both arms for the same prompts. The search that chose these settings is in
+experiments/tinycoder/RESULTS.md.
+
+Variants: `:smoke` (a one-minute version for tests).
 """
 
 import ml_collections
@@ -24,43 +27,50 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.seed = 0
   c.total_steps = 300
   c.log_every, c.log_every_fraction = 0, 1 / 30                # every 10 of 300 steps
-  c.eval_every, c.eval_every_fraction = 0, 1 / 3               # every 100
-  c.checkpoint_every, c.checkpoint_every_fraction = 0, 1 / 3  # every 100
-  c.keep_checkpoints = 2
+  c.eval_every, c.eval_every_fraction = 0, 1.0                 # once, at the end
+  c.checkpoint_every, c.checkpoint_every_fraction = 0, 1 / 2  # every 150
+  c.keep_checkpoints = 1
   c.grad_accum = 1
-  c.report = True  # report.md, loss.png and samples at the end
   c.mesh.update(data=-1, fsdp=1, tensor=1)
 
-  # phi-1's block at toy size; vocab_size -1 = the tokenizer's.
+  # phi-1's block (parallel attention + MLP, partial rotary) at toy size; vocab -1 = the
+  # tokenizer's. Tied embeddings: copying a name from the prompt is then one attention head
+  # (experiments/tinycoder/RESULTS.md).
   c.model = config_base.model(
-      "phi-1", vocab_size=-1, d_model=128, num_layers=4, num_heads=4, mlp_dim=512, rotary_dim=16,
-      max_seq_len=512, dtype="float32", param_dtype="float32")
+      "phi-1", vocab_size=-1, d_model=96, num_layers=4, num_heads=3, mlp_dim=384, rotary_dim=16,
+      max_seq_len=512, dtype="float32", param_dtype="float32", attn_dropout=0.0,
+      resid_dropout=0.0, embd_dropout=0.0, remat_policy="none", tie_embeddings=True,
+      lm_head_bias=False)
 
   c.data.update(dataset="code_corpus", source_dir="", max_files=0, validation_fraction=0.02,
-                data_dir="", tokenizer="", tokenizer_vocab_size=4096,
-                tokenizer_train_bytes=4_000_000, seq_len=128, batch_size=16, eval_batches=8,
+                data_dir="", tokenizer="", tokenizer_vocab_size=1024,
+                tokenizer_train_bytes=4_000_000, seq_len=256, batch_size=16, eval_batches=8,
                 worker_count=0)
 
-  # phi-1's recipe shape (AdamW, warmup + linear decay, wd 0.1) at toy scale; warmup 30 of 300.
-  c.optimizer.update(learning_rate=3e-3, schedule="linear", warmup_steps=0, warmup_fraction=0.1,
+  c.optimizer.update(learning_rate=5e-3, schedule="linear", warmup_steps=0, warmup_fraction=0.05,
                      decay_steps=0, end_lr_fraction=0.1, b1=0.9, b2=0.95, eps=1e-8,
                      weight_decay=0.1, grad_clip_norm=1.0)
 
-  # Task evaluations during training (phi_jax.evals.periodic): e.g. every=100,
-  # tasks=("humaneval", "mc:piqa:/data/piqa.jsonl"), limit=20. Off here.
-  c.sample.update(prompts=("def fibonacci(n):\n", "import os\n\n\ndef list_python_files(path):\n",
-                           "class Stack:\n    def __init__(self):\n"),
-                  max_new_tokens=48, temperature=0.0)
+  c.arms = ml_collections.ConfigDict(dict(
+      # loss on each record's target: an exercise's body, a textbook piece after its first line
+      textbook=dict(data=dict(dataset="synthetic_exercises", format="prompt_completion"),
+                    mixture=dict(n_exercises=12_000, n_drills=6_000, n_textbooks=150, seed=0)),
+      raw=dict(data=dict(dataset="code_corpus")),
+  ))
+  c.study.update(n_validation=100, n_test=100, handwritten=True, humaneval_limit=164,
+                 eval_seed=2024, max_new_tokens=128, batch_size=50)
 
   if arg == "smoke":
     c.total_steps = 12
     c.log_every_fraction = 1 / 3         # every 4 steps
-    c.eval_every_fraction = 1 / 2        # every 6
-    c.checkpoint_every_fraction = 1 / 2  # every 6
-    c.optimizer.warmup_fraction = 1 / 6  # 2 steps
-    c.model.update(d_model=64, num_layers=2, mlp_dim=128, rotary_dim=8)
-    c.data.update(max_files=40, tokenizer_vocab_size=512, seq_len=64, batch_size=8, eval_batches=2)
-    c.sample.max_new_tokens = 8
+    c.checkpoint_every_fraction = 1.0
+    c.model.update(d_model=32, num_layers=2, num_heads=2, mlp_dim=64, rotary_dim=8)
+    c.arms.textbook.mixture.n_drills = 50
+    c.data.update(tokenizer_vocab_size=512, seq_len=64, batch_size=4,
+                  eval_batches=2)
+    c.arms.textbook.mixture.update(n_exercises=200, n_textbooks=10)
+    c.arms.raw.data.max_files = 40
+    c.study.update(n_validation=6, n_test=4, humaneval_limit=2, max_new_tokens=16, batch_size=8)
   elif arg:
     raise ValueError(f"Unknown quickstart variant {arg!r}; use '' or 'smoke'")
   return c

@@ -1,5 +1,9 @@
 """Train (or resume) a run: python -m phi_jax.main --config=configs/FILE.py[:ARG] --workdir=DIR.
 
+A config with `arms` (configs/quickstart.py) is a study: the same run trained on each arm's data,
+then compared in WORKDIR/report.md (`phi_jax.study.arms`); each arm is an ordinary run in
+WORKDIR/<arm>/.
+
 Single fields are overridden on the command line (--config.total_steps=300); the config is locked,
 so a misspelled field fails with the list of valid ones (`phi_jax.config_args`: the same parser as
 `python -m phi_jax.sweep` and `python -m phi_jax.aot`). Rerunning the same command on a workdir
@@ -28,8 +32,13 @@ def main(argv) -> None:
   logging.set_verbosity(logging.ERROR)
   import tensorflow_datasets as tfds
   tfds.disable_progress_bar()
+  config = config_args.relock(_CONFIG.value)
   try:
-    summary = loop.train(config_args.relock(_CONFIG.value), _WORKDIR.value)
+    if config.arms:
+      from phi_jax.study import arms  # pylint: disable=g-import-not-at-top
+      arms.run(config, _WORKDIR.value)
+      return
+    summary = loop.train(config, _WORKDIR.value)
   except (ValueError, FileNotFoundError, loop.NonFiniteLossError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)

@@ -48,7 +48,7 @@ def _schema(config):
   overrides, checked against ModelConfig)."""
   return {k: None if v is None else type(v) if not isinstance(v, int) or isinstance(v, bool)
           else "number" for k, v in config_base.flatten(config_base.as_json(config)).items()
-          if not k.startswith("model.")}
+          if not k.startswith(("model.", "arms."))}  # arms: checked by study.arms.check
 
 
 def _same_schema(a, b):
@@ -68,6 +68,9 @@ def test_variant_builds_locks_and_validates(name, arg):
   assert set(config.model.keys()) - {"name"} <= fields
   optim.make_optimizer(config.optimizer, config.total_steps)
   loop.intervals(config)
+  if config.arms:  # a study: its arms name real data fields
+    from phi_jax.study import arms  # pylint: disable=g-import-not-at-top
+    assert len(arms.check(config)) >= 2
   if config.model.name == "init":  # the architecture comes from init_from
     return
   cfg = loop.model_config(config, vocab_size=config.data.tokenizer_vocab_size)
@@ -113,10 +116,10 @@ def test_resume_conflicts_name_the_fields_that_define_the_run():
       "data.data_dir": "/elsewhere", "keep_checkpoints": 9, "optimizer.decay_steps": 40})
   assert config_base.resume_conflicts(saved, resumable) == []
   changed = config_args.load_config(f"{CONFIGS / 'quickstart.py'}:smoke", {
-      "model.d_model": 32, "seed": 1, "data.tokenizer_vocab_size": 1024,
+      "model.d_model": 48, "seed": 1, "data.tokenizer_vocab_size": 1024,
       "optimizer.b2": 0.99, "total_steps": 99})
   assert config_base.resume_conflicts(saved, changed) == [
-      ("data.tokenizer_vocab_size", 512, 1024), ("model.d_model", 64, 32),
+      ("data.tokenizer_vocab_size", 512, 1024), ("model.d_model", 32, 48),
       ("optimizer.b2", 0.95, 0.99), ("seed", 0, 1)]
   # A config.json written before a key existed compares against the key's base default.
   del saved["skip"]

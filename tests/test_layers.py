@@ -22,6 +22,7 @@ LAYERS = (
     ("evals",),
     ("train",),
     ("curation",),
+    ("study",),
     ("main", "eval", "generate", "sweep", "aot"),
 )
 

@@ -77,6 +77,8 @@ def test_installed_package_trains_outside_the_checkout(wheel, tmp_path):
        "--config.total_steps=4", "--config.report=False"],
       cwd=elsewhere, env=env, capture_output=True, text=True, timeout=900)
   assert run.returncode == 0, run.stderr[-3000:]
-  assert (workdir / "config.json").exists()
-  metrics = (workdir / "metrics.jsonl").read_text().splitlines()
-  assert any('"step": 4' in line for line in metrics), metrics[-3:]
+  assert (workdir / "report.md").exists()  # the README's main job: a study of two arms
+  for arm in ("raw", "textbook"):
+    assert (workdir / arm / "config.json").exists()
+    metrics = (workdir / arm / "metrics.jsonl").read_text().splitlines()
+    assert any('"step": 4' in line for line in metrics), metrics[-3:]

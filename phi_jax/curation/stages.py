@@ -23,7 +23,8 @@ Stages (a config section of the same name holds each one's settings):
              fraction (or those above a threshold); adds 'score'
   decontam   drop documents matching a benchmark (`decontam`: 13-grams, lexical embedding + AST)
   teacher    make the teacher (`teacher.make_teacher(config.teacher)`), optionally probe it once
-  synthetic  exercises / textbooks from the teacher (`synthetic.generate_exercises` / `_textbooks`)
+  synthetic  exercises / textbooks from the teacher (`synthetic.generate_exercises` / `_textbooks`),
+             or kind='mixture': the tiny coder's exercises + textbook sections (`mixture.make`)
   validate   re-check generated records: exercises parse and pass their asserts in the sandbox
              (`procedural.run_programs`); textbooks pass `synthetic.check_textbook`
   dataset    write the TFDS dataset (`filtered_corpus` or `synthetic_exercises/_textbooks`) that
@@ -336,6 +337,11 @@ def stage_teacher(ctx: Context, s: ml_collections.ConfigDict, records: Records,
 def stage_synthetic(ctx: Context, s: ml_collections.ConfigDict, records: Records,
                     out: pathlib.Path) -> StageOutput:
   del records
+  if s.kind == "mixture":  # no teacher: phi_jax's own generators (curation.mixture)
+    from phi_jax.curation import mixture  # pylint: disable=g-import-not-at-top
+    rows, stats = mixture.make(s.n, s.n_textbooks, s.n_drills, seed=s.seed,
+                               workers=s.workers or None)
+    return StageOutput(rows, stats)
   from phi_jax.curation import synthetic  # pylint: disable=g-import-not-at-top
   teacher = _teacher(ctx)
   topics = list(s.topics) or None
@@ -349,7 +355,8 @@ def stage_synthetic(ctx: Context, s: ml_collections.ConfigDict, records: Records
     stats = synthetic.generate_textbooks(teacher, s.n, s.seed, out / "generated",
                                          subject=s.subject, min_chars=s.min_chars, **common)
   else:
-    raise ValueError(f"synthetic.kind must be 'exercises' or 'textbooks', got {s.kind!r}")
+    raise ValueError(f"synthetic.kind must be 'exercises', 'textbooks' or 'mixture', got "
+                     f"{s.kind!r}")
   rows = read_records(out / "generated" / RECORDS)
   return StageOutput(rows, {"requested": stats.requested, "kept": stats.kept,
                             "rejected": stats.rejected, "teacher": stats.teacher})

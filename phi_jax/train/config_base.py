@@ -48,6 +48,7 @@ RESUMABLE = (
     "grad_accum",                     # same tokens per step, split differently (memory)
     "mesh.*", "distributed.*",        # placement, not content: checkpoints reshard on restore
     "report", "sample.*", "evals.*",  # what is measured and written, not what is trained
+    "study.*",                        # what a study measures (phi_jax.study)
     "data.data_dir",                  # where the prepared dataset lives (its content is the same)
     "data.worker_count", "data.eval_batches",
 )
@@ -145,6 +146,21 @@ def get_config() -> ml_collections.ConfigDict:
   # SkipDecode training (decoding.skipdecode.from_config): the schedule for target_speedup.
   c.skip = ml_collections.ConfigDict(dict(
       enabled=False, target_speedup=1.0, warmup_layers=0, decay_len=32, ratio=2.0))
+
+  # A study (phi_jax.study.arms): the run above trained on each arm's data, then compared.
+  # arms = {name: {'data': {config.data overrides}, 'mixture': {n_exercises, n_textbooks,
+  # seed} (optional: the textbook-quality mixture the study makes first)}}; empty = one run.
+  c.arms = ml_collections.ConfigDict()
+  c.study = ml_collections.ConfigDict(dict(
+      n_validation=100,      # held-out exercises: unseen variants of the training families
+      n_test=100,            # ... and whole held-out families
+      handwritten=True,      # phi_jax.evals.problems.HANDWRITTEN
+      humaneval_limit=164,   # the first N HumanEval problems (0: skip)
+      eval_seed=2024,        # which exercises
+      max_new_tokens=128, batch_size=50, workers=0,  # greedy decoding; sandbox threads (0: CPUs)
+      decontam=("humaneval", "handwritten"),  # benchmarks a made mixture is cleaned against
+      smooth=0.9,            # EMA of the plotted train loss (per logged interval)
+  ))
 
   c.lock()
   return c

@@ -210,6 +210,10 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict
   outside config_base.RESUMABLE raises ConfigMismatchError before anything is written.
   """
   workdir = pathlib.Path(workdir).absolute()
+  if config.get("arms"):
+    raise ValueError(f"this config is a study of arms {sorted(config.arms.keys())}: run it with "
+                     "`python -m phi_jax.main` (phi_jax.study.arms.run), or train one arm's run "
+                     "with phi_jax.study.arms.arm_config(config, ARM, tokenizer, data)")
   check_resume(config, workdir)  # before anything is written
   every = intervals(config)
   workdir.mkdir(parents=True, exist_ok=True)

@@ -21,19 +21,22 @@ the first k of n are the exercises of n=k.
 Splits (no exercise is in two of them):
   'test'        the HELDOUT_FAMILIES, whole families never drawn for training: the held-out
                 exercise benchmark measures transfer to unseen task types.
-  'train'       the other families, restricted to parameterisations (the family's operations and
-                constants, ignoring names and test inputs) whose hash is >= VALIDATION_FRACTION.
-  'validation'  the same families, parameterisations hashing below it: unseen variants of seen
-                tasks.
+  'validation'  unseen variants of seen tasks: parameterisations (a family's operations and
+                constants, ignoring names and test inputs) that have constants and whose hash is
+                < VALIDATION_FRACTION. The task shape (family + mode) is always also in 'train'
+                with other constants: what is held out is binding the docstring's numbers,
+                characters and words, not a new kind of task (`split_of`).
+  'train'       every other parameterisation of the non-held-out families.
   'all'         every family and parameterisation (e.g. for an offline stand-in teacher).
-A family with few parameterisations may land wholly in 'train' or in 'validation'.
+`Exercise.split` says which split an exercise belongs to.
 
 Records (`Exercise.to_record`) are HumanEval-like: {id, family, prompt, solution, tests,
 entry_point}; the program that is run is `prompt + completion + "\\n\\n" + tests`.
 """
 
-from phi_jax.curation.procedural.exercises import (FAMILIES, _in_split, check_split,
+from phi_jax.curation.procedural.exercises import (FAMILIES, check_split,
                                                    evaluate_exercises, format_response, generate,
-                                                   run_programs, verify)
+                                                   generate_drills,
+                                                   run_programs, split_of, variant_constants, verify)
 from phi_jax.curation.procedural.grammar import (HELDOUT_FAMILIES, SPLITS, VALIDATION_FRACTION,
                                                 VERSION, Exercise, Task)

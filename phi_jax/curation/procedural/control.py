@@ -38,7 +38,7 @@ def piecewise(rng):
 
 
 def loop_until(rng):
-  k = rng.randint(2, 9)
+  k = rng.randint(2, 15)
   mode = rng.choice(["halve_below", "collatz", "to_zero", "subtract"])
   body, ref, text = {
       "halve_below": (f"    steps = 0\n    while $a >= {k}:\n        $a //= 2\n        steps += 1\n"

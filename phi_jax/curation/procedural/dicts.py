@@ -8,7 +8,7 @@ from __future__ import annotations
 from phi_jax.curation.procedural.grammar import Task, WORDS, draw_names
 
 def dict_filter(rng):
-  k = rng.randint(1, 20)
+  k = rng.randint(1, 40)
   c = rng.choice("abcdefgmpst")
   mode = rng.choice(["above", "sum_prefix", "argmax", "invert", "sorted_keys"])
   body, ref, ret, text = {
@@ -77,7 +77,7 @@ def _group(items, key):
 
 
 def word_count(rng):
-  k = rng.randint(1, 2)
+  k = rng.randint(1, 4)
   mode = rng.choice(["counts", "most_common", "more_than"])
   prelude = ("    counts = {}\n    for w in $a.lower().split():\n"
              "        counts[w] = counts.get(w, 0) + 1\n")

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import random
-import secrets
 import string
 import textwrap
 from typing import Any, Callable, Optional, Sequence
 
-from phi_jax.curation.procedural import control, dicts, lists, numbers, strings
+from phi_jax.curation.procedural import control, dicts, drills, lists, numbers, strings
 from phi_jax.curation.procedural.grammar import (ARG_NAMES, HELDOUT_FAMILIES, SPLITS,
                                                 VALIDATION_FRACTION,
                                                 VERSION, Exercise, Task)
@@ -75,14 +75,34 @@ def check_split(split: str, families: Optional[Sequence[str]] = None) -> list[st
   return [f for f in FAMILIES if f in families]
 
 
-def _in_split(family: str, key: str, split: str) -> bool:
-  if split == "all":
-    return True
+def variant_constants(params: tuple) -> tuple:
+  """The constants of a parameterisation: what two exercises of one task shape differ in. A
+  leading str / bool names the shape (the family's mode); '', 0 and None are placeholders."""
+  rest = params[1:] if params and isinstance(params[0], (str, bool)) else params
+  return tuple(p for p in rest if not (isinstance(p, (str, int, type(None))) and not p))
+
+
+def split_of(family: str, params: tuple) -> str:
+  """'test' for a held-out family; 'validation' for a parameterisation with constants whose hash
+  is below VALIDATION_FRACTION (an unseen variant of a task shape that 'train' has); else 'train'.
+  A shape without constants (e.g. gcd_lcm's 'lcm') is always 'train': holding it out would make
+  a new task, not a variant."""
   if family in HELDOUT_FAMILIES:
-    return split == "test"
-  if split == "test":
-    return False
-  return (_unit_hash(key) < VALIDATION_FRACTION) == (split == "validation")
+    return "test"
+  if variant_constants(params) and _unit_hash(f"{family}:{params!r}") < VALIDATION_FRACTION:
+    return "validation"
+  return "train"
+
+
+def _in_split(family: str, params: tuple, split: str) -> bool:
+  return split == "all" or split_of(family, params) == split
+
+
+MAX_REDRAWS = 200  # draws of one family to find one in the split
+
+# Docstring variety (VERSION 2): how the summary opens, and what follows it.
+OPENINGS = ("Return ", "Return ", "Returns ", "Compute and return ", "This function returns ")
+DOC_STYLES = ("doctest", "doctest", "example", "args", "summary")
 
 
 def _render(family: str, task: Task, rng: random.Random) -> Exercise:
@@ -100,22 +120,39 @@ def _render(family: str, task: Task, rng: random.Random) -> Exercise:
     tests.append(f"assert {call} == {expected!r}")
     if example is None or (not example[2] and any(args)):
       example = (call, repr(expected), any(args))
-  doc = textwrap.fill(string.Template(task.doc).substitute(mapping), width=92,
-                      initial_indent="    ", subsequent_indent="    ")
-  prompt = (f"def {name}({params}) -> {task.returns}:\n    \"\"\"{doc[4:]}\n\n"
-            f"    >>> {example[0]}\n    {example[1]}\n    \"\"\"\n")
+  summary = string.Template(task.doc).substitute(mapping)
+  if summary.startswith("Return "):
+    summary = rng.choice(OPENINGS) + summary[len("Return "):]
+  doc = textwrap.fill(summary, width=92, initial_indent="    ", subsequent_indent="    ")
+  style = rng.choice(DOC_STYLES)
+  if style == "doctest":
+    tail = f"\n\n    >>> {example[0]}\n    {example[1]}\n    "
+  elif style == "example":
+    tail = f"\n\n    Example: {example[0]} returns {example[1]}.\n    "
+  elif style == "args":
+    lines = "".join(f"        {a}: {t}\n" for a, (_, t) in zip(argnames, task.args))
+    tail = (f"\n\n    Args:\n{lines}\n    Returns:\n        {task.returns}\n\n"
+            f"    >>> {example[0]}\n    {example[1]}\n    ")
+  else:  # 'summary': the docstring alone
+    tail = ""
+  prompt = f"def {name}({params}) -> {task.returns}:\n    \"\"\"{doc[4:]}{tail}\"\"\"\n"
   key = f"{family}:{task.params!r}"
   digest = hashlib.sha256((prompt + body + "\n".join(tests)).encode("utf-8")).hexdigest()
   return Exercise(id=f"{family}-{digest[:12]}", family=family, prompt=prompt, solution=body,
-                  tests=tuple(tests), entry_point=name, key=key)
+                  tests=tuple(tests), entry_point=name, key=key,
+                  split=split_of(family, task.params), summary=summary,
+                  example=(example[0], example[1]))
 
 
 def generate(n: int, seed: int = 0, split: str = "train",
              families: Optional[Sequence[str]] = None) -> list[Exercise]:
   """`n` distinct exercises of `split` (see the module doc), deterministic in all arguments.
 
-  Families are drawn uniformly; a draw outside the split or equal to an earlier one is skipped.
-  Raises ValueError when the split cannot yield `n` distinct exercises.
+  Families are drawn uniformly, so every split is balanced across its families: a family is
+  chosen, then drawn from until a draw falls in the split (up to MAX_REDRAWS times; a family that
+  never does, e.g. one without constants in 'validation', leaves the candidates). A draw equal
+  to an earlier one is skipped. Raises ValueError when the split cannot yield `n` distinct
+  exercises.
   """
   names = check_split(split, families)
   if n < 0:
@@ -126,13 +163,17 @@ def generate(n: int, seed: int = 0, split: str = "train",
   attempts = 0
   while len(out) < n:
     attempts += 1
-    if attempts > 100 * n + 1000:
+    if attempts > 100 * n + 1000 or not names:
       raise ValueError(f"Only {len(out)} distinct exercises of split {split!r} (families "
                        f"{names}) in {attempts - 1} draws; ask for fewer or allow more families")
     family = rng.choice(names)
-    draw = random.Random(rng.getrandbits(64))
-    task = FAMILIES[family](draw)
-    if not _in_split(family, f"{family}:{task.params!r}", split):
+    for _ in range(MAX_REDRAWS):
+      draw = random.Random(rng.getrandbits(64))
+      task = FAMILIES[family](draw)
+      if _in_split(family, task.params, split):
+        break
+    else:
+      names = [f for f in names if f != family]
       continue
     exercise = _render(family, task, draw)
     text = exercise.prompt + exercise.solution
@@ -140,6 +181,26 @@ def generate(n: int, seed: int = 0, split: str = "train",
       seen.add(text)
       out.append(exercise)
   return out
+
+
+def generate_drills(n: int, seed: int = 0) -> list[Exercise]:
+  """`n` distinct binding drills (`drills`: training-only, never evaluated), rendered like the
+  exercises (names, docstring styles); deterministic in (n, seed)."""
+  rng = random.Random(f"phi_jax.procedural.drills:{VERSION}:{seed}")
+  names = sorted(drills.DRILLS)
+  out: list[Exercise] = []
+  seen: set[str] = set()
+  for _ in range(100 * n + 1000):
+    if len(out) == n:
+      return out
+    family = rng.choice(names)
+    draw = random.Random(rng.getrandbits(64))
+    exercise = dataclasses.replace(_render(family, drills.DRILLS[family](draw), draw),
+                                   split="train")
+    if exercise.text not in seen:
+      seen.add(exercise.text)
+      out.append(exercise)
+  raise ValueError(f"only {len(out)} distinct drills in {100 * n + 1000} draws")
 
 
 def format_response(exercise: Exercise) -> str:
@@ -151,18 +212,9 @@ def format_response(exercise: Exercise) -> str:
 
 def run_programs(programs: Sequence[str], *, workers: Optional[int] = None,
                  timeout_s: float = 10.0, cpu_s: Optional[float] = None) -> list[Any]:
-  """Runs programs in the sandbox (`phi_jax.evals.execution.execute_many`), each followed by a
-  line printing a random sentinel that 'passed' requires: a program that exits early (e.g.
-  `sys.exit(0)` in a completion, before the asserts) fails.
-
-  timeout_s: wall-clock limit per program; cpu_s: CPU-time limit (default: timeout_s). A CPU
-  limit well under the wall limit ends an endless loop the same way however loaded the machine
-  is (a busy machine stretches wall time, not the CPU time a program uses)."""
-  from phi_jax.evals import execution  # pylint: disable=g-import-not-at-top
-  sentinel = f"__phi_jax_exercise_done_{secrets.token_hex(8)}__"
-  return execution.execute_many([p + f"\nprint({sentinel!r})\n" for p in programs],
-                                workers=workers, sentinels=[sentinel] * len(programs),
-                                timeout_s=timeout_s, cpu_s=cpu_s)
+  """Runs programs in the sandbox with a sentinel after them (`evals.functions.run_programs`)."""
+  from phi_jax.evals import functions  # pylint: disable=g-import-not-at-top
+  return functions.run_programs(programs, workers=workers, timeout_s=timeout_s, cpu_s=cpu_s)
 
 
 def verify(exercises: Sequence[Exercise], *, workers: Optional[int] = None,

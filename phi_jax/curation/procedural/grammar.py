@@ -7,7 +7,7 @@ import dataclasses
 import random
 from typing import Any, Callable, Optional, Sequence
 
-VERSION = 1
+VERSION = 2
 HELDOUT_FAMILIES = ("run_length", "rotate", "grade", "pair_count", "group_by", "string_case")
 VALIDATION_FRACTION = 0.1
 SPLITS = ("train", "validation", "test", "all")
@@ -41,6 +41,9 @@ class Exercise:
   tests: tuple[str, ...]
   entry_point: str
   key: str  # The parameterisation (family + operations + constants), name-independent.
+  split: str = "train"  # 'train', 'validation' or 'test' (exercises.split_of)
+  summary: str = ""     # the docstring's task statement, unwrapped
+  example: tuple[str, str] = ("", "")  # (call, repr of its result): the tests' first non-trivial
 
   def program(self, completion: Optional[str] = None) -> str:
     """prompt + completion (default: the reference solution) + the asserts."""

@@ -118,7 +118,7 @@ def pairwise(rng):
 
 
 def windows(rng):
-  k = rng.randint(2, 4)
+  k = rng.randint(2, 6)
   mode = rng.choice(["window_sums", "max_window", "chunks"])
   body, ref, ret, text = {
       "window_sums": (f"    return [sum($a[i:i + {k}]) for i in range(len($a) - {k} + 1)]\n",
@@ -142,14 +142,14 @@ def windows(rng):
 
 
 def kth(rng):
-  k = rng.randint(1, 3)
+  k = rng.randint(1, 5)
   mode = rng.choice(["kth_largest", "kth_smallest", "argmax", "argmin"])
   if mode.startswith("kth"):
     rev = mode == "kth_largest"
     body = (f"    distinct = sorted(set($a){', reverse=True' if rev else ''})\n"
             f"    if len(distinct) < {k}:\n        return None\n    return distinct[{k - 1}]\n")
     ref = lambda xs: (sorted(set(xs), reverse=rev)[k - 1] if len(set(xs)) >= k else None)
-    rank = ["", "", "second ", "third "][k] + ("largest" if rev else "smallest")
+    rank = ["", "", "second ", "third ", "fourth ", "fifth "][k] + ("largest" if rev else "smallest")
     text = f"the {rank} distinct value in $a, or None if it has fewer distinct values"
     ret = "int | None"
   else:

@@ -9,7 +9,7 @@ import math
 from phi_jax.curation.procedural.grammar import Task, WORDS, list_inputs, draw_names, poly_text
 
 def arith_linear(rng):
-  a, b = rng.randint(2, 9), rng.randint(1, 20)
+  a, b = rng.randint(2, 12), rng.randint(1, 30)
   form = rng.choice(["ax+b", "ax-b", "(x+a)*b", "x*x+a", "(x-b)//a", "x%a+b"])
   spec = {"ax+b": (f"$a * {a} + {b}", lambda x: x * a + b, f"{a} times $a plus {b}"),
           "ax-b": (f"$a * {a} - {b}", lambda x: x * a - b, f"{a} times $a minus {b}"),
@@ -52,7 +52,7 @@ def clamp(rng):
 
 
 def digits(rng):
-  k = rng.randint(2, 7)
+  k = rng.randint(1, 8)
   mode = rng.choice(["sum", "product", "even", "greater", "largest", "reverse"])
   spec = {
       "sum": ("the sum of the decimal digits of $a (ignore the sign)",
@@ -90,7 +90,7 @@ def digits(rng):
 
 
 def divisible(rng):
-  a, b = rng.sample(range(2, 13), 2)
+  a, b = rng.sample(range(2, 20), 2)
   mode = rng.choice(["and", "or", "only_first", "neither"])
   cond, ref, text = {
       "and": (f"$a % {a} == 0 and $a % {b} == 0", lambda n: n % a == 0 and n % b == 0,
@@ -110,7 +110,7 @@ def divisible(rng):
 
 
 def fizzbuzz(rng):
-  a, b = rng.sample(range(2, 10), 2)
+  a, b = rng.sample(range(2, 13), 2)
   w1, w2 = (w.capitalize() for w in rng.sample(WORDS, 2))
   body = (f"    if $a % {a} == 0 and $a % {b} == 0:\n        return '{w1}{w2}'\n"
           f"    if $a % {a} == 0:\n        return '{w1}'\n    if $a % {b} == 0:\n"
@@ -126,7 +126,7 @@ def fizzbuzz(rng):
 
 
 def range_sum(rng):
-  k = rng.randint(2, 9)
+  k = rng.randint(2, 15)
   mode = rng.choice(["multiples", "squares", "odd", "not_multiples"])
   pred, ref_pred, text = {
       "multiples": (f"i % {k} == 0", lambda i: i % k == 0, f"the multiples of {k}"),

@@ -83,7 +83,7 @@ def palindrome(rng):
 
 
 def word_stats(rng):
-  k = rng.randint(3, 6)
+  k = rng.randint(2, 8)
   c = rng.choice("abcdefmprst")
   mode = rng.choice(["longest", "shortest", "longer_than", "initials", "starting", "count"])
   body, ref, ret, text = {
