@@ -64,7 +64,7 @@ if [[ ! -f $ROOT/data/stdlib_train/records.jsonl ]]; then
   timed export_train "$PYTHON" experiments/phi1/prepare_data.py export \
     --data_dir="$TFDS" --validation_fraction=0.05 --out="$ROOT/data/stdlib_train"
 fi
-timed filter "$PYTHON" -m phi_jax.data --config=configs/data/stdlib_filtered.py \
+timed filter "$PYTHON" -m phi_jax.curation --config=configs/data/stdlib_filtered.py \
   --workdir="$ROOT/data/filtered" --config.progress=False --config.tokenizer="$TOKENIZER" \
   --config.source.kind=jsonl --config.source.path="$ROOT/data/stdlib_train/records.jsonl" \
   --config.quality.model.kind=run --config.quality.model.path="$ROOT/pretrain_unfiltered" \
@@ -79,7 +79,7 @@ if [[ ! -f $ROOT/data/code_textbook/records.jsonl ]]; then
     --filtered="$ROOT/data/filtered/dataset" --textbooks="$ROOT/data/textbooks" \
     --out="$ROOT/data/code_textbook"
 fi
-timed exercises "$PYTHON" -m phi_jax.data --config=configs/data/synthetic_exercises.py \
+timed exercises "$PYTHON" -m phi_jax.curation --config=configs/data/synthetic_exercises.py \
   --workdir="$ROOT/data/exercises" --config.progress=False --config.tokenizer="$TOKENIZER" \
   --config.synthetic.n="$N_EXERCISES"
 
