@@ -14,15 +14,19 @@ on hand-written problems and on HumanEval, with 95% intervals; both loss curves 
 greedy samples of both arms for the same prompts. The search that chose these settings is in
 experiments/tinycoder/RESULTS.md.
 
-Variants: `:smoke` (a one-minute version for tests).
+Variants: `:smoke` (a one-minute version for tests); `:arm=raw` (with or without smoke) is one
+arm's ordinary training run on its own (`arm=textbook` too, given the made mixture:
+`--config.data.source_dir=DIR/data/textbook/dataset`).
 """
 
 import ml_collections
 
+from phi_jax.config_args import parse_arg
 from phi_jax.train import config_base
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
+  v = parse_arg(arg, {"smoke": False, "arm": ""})
   c = config_base.get_config()
   c.seed = 0
   c.total_steps = 300
@@ -60,17 +64,20 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.study.update(n_validation=100, n_test=100, handwritten=True, humaneval_limit=164,
                  eval_seed=2024, max_new_tokens=128, batch_size=50)
 
-  if arg == "smoke":
+  if v["smoke"]:
     c.total_steps = 12
     c.log_every_fraction = 1 / 3         # every 4 steps
     c.checkpoint_every_fraction = 1.0
-    c.model.update(d_model=32, num_layers=2, num_heads=2, mlp_dim=64, rotary_dim=8)
+    c.model.update(d_model=64, num_layers=2, num_heads=2, mlp_dim=128, rotary_dim=8)
     c.arms.textbook.mixture.n_drills = 50
-    c.data.update(tokenizer_vocab_size=512, seq_len=64, batch_size=4,
+    c.data.update(tokenizer_vocab_size=512, seq_len=64, batch_size=8,
                   eval_batches=2)
     c.arms.textbook.mixture.update(n_exercises=200, n_textbooks=10)
     c.arms.raw.data.max_files = 40
     c.study.update(n_validation=6, n_test=4, humaneval_limit=2, max_new_tokens=16, batch_size=8)
-  elif arg:
-    raise ValueError(f"Unknown quickstart variant {arg!r}; use '' or 'smoke'")
+  if v["arm"]:
+    if v["arm"] not in c.arms:
+      raise ValueError(f"arm={v['arm']!r}: the quickstart's arms are {sorted(c.arms.keys())}")
+    c.data.update(dict(c.arms[v["arm"]].data))
+    c.arms = ml_collections.ConfigDict()
   return c

@@ -33,7 +33,7 @@ VARIANTS = [
     ("phi1_5.py", ""), ("phi1_5.py", "tiny"),
     ("phi3.py", "size=mini"), ("phi3.py", "size=small"), ("phi3.py", "size=medium"),
     ("phi3.py", "tiny"), ("phi3.py", "size=small,tiny"), ("phi3.py", "size=medium,tiny"),
-    ("quickstart.py", ""), ("quickstart.py", "smoke"),
+    ("quickstart.py", ""), ("quickstart.py", "smoke"), ("quickstart.py", "smoke,arm=raw"),
     ("phi1_ablation.py", "stage=pretrain"), ("phi1_ablation.py", "stage=finetune,tiny"),
     ("skipdecode.py", "pretrain"), ("skipdecode.py", "finetune,speedup=2,tiny"),
 ]
@@ -116,10 +116,10 @@ def test_resume_conflicts_name_the_fields_that_define_the_run():
       "data.data_dir": "/elsewhere", "keep_checkpoints": 9, "optimizer.decay_steps": 40})
   assert config_base.resume_conflicts(saved, resumable) == []
   changed = config_args.load_config(f"{CONFIGS / 'quickstart.py'}:smoke", {
-      "model.d_model": 48, "seed": 1, "data.tokenizer_vocab_size": 1024,
+      "model.d_model": 32, "seed": 1, "data.tokenizer_vocab_size": 1024,
       "optimizer.b2": 0.99, "total_steps": 99})
   assert config_base.resume_conflicts(saved, changed) == [
-      ("data.tokenizer_vocab_size", 512, 1024), ("model.d_model", 32, 48),
+      ("data.tokenizer_vocab_size", 512, 1024), ("model.d_model", 64, 32),
       ("optimizer.b2", 0.95, 0.99), ("seed", 0, 1)]
   # A config.json written before a key existed compares against the key's base default.
   del saved["skip"]

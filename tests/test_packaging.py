@@ -73,7 +73,7 @@ def test_installed_package_trains_outside_the_checkout(wheel, tmp_path):
   run = subprocess.run(
       [sys.executable, "-P", "-m", "phi_jax.main",
        f"--config={REPO / 'configs' / 'quickstart.py'}:smoke", f"--workdir={workdir}",
-       f"--config.data.data_dir={tmp_path / 'tfds'}", "--config.data.max_files=12",
+       f"--config.data.data_dir={tmp_path / 'tfds'}", "--config.arms.raw.data.max_files=12",
        "--config.total_steps=4", "--config.report=False"],
       cwd=elsewhere, env=env, capture_output=True, text=True, timeout=900)
   assert run.returncode == 0, run.stderr[-3000:]

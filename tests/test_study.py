@@ -22,7 +22,8 @@ def test_arm_checks_and_configs():
   config = _smoke()
   assert arms.check(config) == ["raw", "textbook"]
   c = arms.arm_config(config, "textbook", "/tok/sp.model", {"source_dir": "/d"})
-  assert not c.arms and c.data.dataset == "filtered_corpus" and c.data.source_dir == "/d"
+  assert not c.arms and c.data.dataset == "synthetic_exercises" and c.data.source_dir == "/d"
+  assert c.data.format == "prompt_completion"
   assert c.data.tokenizer == "/tok/sp.model" and c.model == config.model
   assert c.total_steps == config.total_steps and c.optimizer == config.optimizer
   with pytest.raises(ValueError, match="is a study of arms"):
@@ -64,7 +65,7 @@ def test_quickstart_smoke_study_end_to_end(tmp_path):
   # the same model and token budget, one tokenizer: only the data differs
   a, b = (json.loads((workdir / arm / "config.json").read_text()) for arm in ("raw", "textbook"))
   assert a["model"] == b["model"] and a["total_steps"] == b["total_steps"]
-  assert a["data"]["dataset"] == "code_corpus" and b["data"]["dataset"] == "filtered_corpus"
+  assert a["data"]["dataset"] == "code_corpus" and b["data"]["dataset"] == "synthetic_exercises"
   # the mixture was decontaminated and has its counts
   decontam = json.loads((workdir / "data" / "textbook" / "decontam" / "stage.json").read_text())
   assert decontam["info"]["benchmarks"] == ["humaneval", "handwritten"]

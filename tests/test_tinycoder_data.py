@@ -55,7 +55,18 @@ def test_textbook_sections_bind_numbers_to_code():
 
 def test_mixture_is_verified_train_only_and_drops_broken_exercises():
   records, stats = mixture.make(120, 6, 30, seed=0)
-  assert stats["kinds"] == {"exercise": 120, "drill": 30, "textbook": 6}
+  assert stats["requested"] == {"exercise": 120, "drill": 30, "textbook": 6}
+  kinds = stats["kinds"]
+  assert kinds["exercise"] == 120 and kinds["drill"] == 30 and kinds["textbook"] >= 6  # pieces
+  assert all(r["text"] == r["prompt"] + r["target"] and r["target"].strip() for r in records)
+  sections = collections.defaultdict(list)
+  for r in records:
+    if r["kind"] == "textbook":
+      sections[r["split_key"]].append(r)
+  assert len(sections) == 6
+  for pieces in sections.values():  # the pieces of a section are the section, in order
+    pieces.sort(key=lambda r: int(r["id"].rsplit("-", 1)[1]))
+    assert all(r["text"].count("```") % 2 == 0 for r in pieces)  # never cut inside code
   assert stats["dropped"] == {"failed_asserts": 0, "duplicate": 0}
   held_out = {ex.text for ex in procedural.generate(200, seed=2024, split="validation")}
   assert not held_out & {r["text"] for r in records}

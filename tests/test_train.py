@@ -106,14 +106,14 @@ def test_durations_are_steps_or_fractions_of_the_run():
   tx, schedule = optim.make_optimizer(short.optimizer, short.total_steps)
   assert loop.intervals(short) == loop.Intervals(log=1, eval=5, checkpoint=2, evals=0)
   full = load_config(quickstart)
-  assert optim.warmup_steps(full.optimizer, full.total_steps) == 35
-  assert loop.intervals(full) == loop.Intervals(log=20, eval=700, checkpoint=350, evals=0)
+  assert optim.warmup_steps(full.optimizer, full.total_steps) == 15
+  assert loop.intervals(full) == loop.Intervals(log=10, eval=300, checkpoint=150, evals=0)
   lr = optim.make_schedule(config_base.optimizer(learning_rate=1.0, warmup_fraction=0.1), 200)
   assert float(lr(10)) == pytest.approx(0.5) and float(lr(20)) == pytest.approx(1.0)
   with pytest.raises(ValueError, match=r"both optimizer.warmup_steps=30 and "
                                        r"optimizer.warmup_fraction=0.05 are set"):
     optim.make_optimizer(load_config(quickstart, ["optimizer.warmup_steps=30"]).optimizer, 300)
-  with pytest.raises(ValueError, match="both log_every=5 and log_every_fraction=0.0285714"):
+  with pytest.raises(ValueError, match="both log_every=5 and log_every_fraction=0.0333333"):
     loop.intervals(load_config(quickstart, ["log_every=5"]))
   with pytest.raises(ValueError, match=r"optimizer.warmup_fraction=1.5 must be in \(0, 1\]"):
     optim.make_optimizer(load_config(quickstart, ["optimizer.warmup_fraction=1.5"]).optimizer,
@@ -121,7 +121,7 @@ def test_durations_are_steps_or_fractions_of_the_run():
   # Steps still work (the fraction set to 0), and 0 of both means: only at the end.
   steps = load_config(quickstart, ["log_every=7", "log_every_fraction=0",
                                    "checkpoint_every_fraction=0"])
-  assert loop.intervals(steps) == loop.Intervals(log=7, eval=700, checkpoint=0, evals=0)
+  assert loop.intervals(steps) == loop.Intervals(log=7, eval=300, checkpoint=0, evals=0)
 
 
 def test_logged_loss_is_the_token_weighted_mean_of_its_interval():
@@ -148,7 +148,7 @@ HANG_GUARD_S = 1800  # only against a hung child; no assertion here depends on s
 
 def _main(workdir, data_dir, tokenizer, extra=(), popen=False, xla_flags="", extra_env=None,
           log_name=None):
-  args = [sys.executable, "-m", "phi_jax.main", "--config=configs/quickstart.py:smoke",
+  args = [sys.executable, "-m", "phi_jax.main", "--config=configs/quickstart.py:smoke,arm=raw",
           f"--workdir={workdir}", f"--config.data.data_dir={data_dir}",
           "--config.data.max_files=12", "--config.report=False", *extra]
   if tokenizer:
@@ -251,7 +251,7 @@ def test_rerun_with_another_config_is_refused_and_changes_nothing(shared, tmp_pa
   assert again.returncode == 1, again.stderr[-3000:]
   err = again.stderr
   assert f"model.d_model: 64 in {work}/config.json, 32 requested" in err, err[-3000:]
-  assert "optimizer.learning_rate: 0.003 in" in err and "0.01 requested" in err
+  assert "optimizer.learning_rate: 0.005 in" in err and "0.01 requested" in err
   assert "pass a new --workdir" in err and err.count("error:") == 1
   assert "Traceback" not in err and "unreadable" not in again.stdout + err
   assert _hashes(work) == before
@@ -318,7 +318,7 @@ def test_config_json_written(shared):
   config = json.loads((data_dir.parent / "seed_run" / "config.json").read_text())
   assert config["total_steps"] == 3 and config["model"]["name"] == "phi-1"
   assert config_base.resume_conflicts(config, load_config(
-      f"{REPO}/configs/quickstart.py:smoke",
+      f"{REPO}/configs/quickstart.py:smoke,arm=raw",
       {"total_steps": 3, "data.max_files": 12, "report": False,
        "data.data_dir": str(data_dir)})) == []
 
@@ -367,7 +367,7 @@ def test_task_evals_run_during_training(shared, tmp_path):
   from phi_jax.evals import tasks
   from phi_jax.train import checkpoint
   data_dir, tok = shared
-  config = load_config(f"{REPO}/configs/quickstart.py:smoke")
+  config = load_config(f"{REPO}/configs/quickstart.py:smoke,arm=raw")
   out_dir = tmp_path / "eval_results"
   with config.unlocked():
     config.total_steps, config.eval_every_fraction, config.report = 4, 0.0, False

@@ -168,7 +168,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
 
   data: dict[str, dict[str, Any]] = {}
   for name in names:
-    data[name] = {"data_dir": str(workdir / "data" / "tfds")}
+    data[name] = {"data_dir": config.data.data_dir or str(workdir / "data" / "tfds")}
     if "mixture" in config.arms[name]:
       log(f"== {name}: making its data (the textbook-quality mixture)")
       data[name].update(timed(f"data_{name}", lambda n=name: _mixture_data(config, n, workdir,
@@ -180,15 +180,18 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
     timed(f"train_{name}", lambda n=name: loop.train(
         arm_config(config, n, str(tokenizer), data[n]), workdir / n))
   results: dict[str, Any] = {}
+  study = json.loads(json.dumps(config.study.to_dict()))  # as stored (tuples become lists)
   for name in names:
     path = workdir / name / EVAL_FILE
-    if path.exists() and json.loads(path.read_text()).get("study") == config.study.to_dict():
-      results[name] = json.loads(path.read_text())
+    trained = json.loads((workdir / name / "summary.json").read_text()).get("step")
+    cached = json.loads(path.read_text()) if path.exists() else {}
+    if cached.get("study") == study and cached.get("step") == trained:
+      results[name] = cached  # measured before, with these settings, at this step
       continue
     log(f"== {name}: measuring pass@1")
     results[name] = timed(f"measure_{name}", lambda n=name: measure.measure(workdir / n,
                                                                             config.study))
-    results[name]["study"] = config.study.to_dict()
+    results[name]["study"] = study
     _write_json(path, results[name])
   out = report.write(config, workdir, names, results, timings)
   log(f"Report: {out['report']}")
