@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import math
 import os
 import pathlib
 import platform
@@ -55,6 +54,7 @@ from phi_jax.curation import procedural
 from phi_jax.data import tokenizer as tokenizers
 from phi_jax.decoding import generate
 from phi_jax.evals import codegen, humaneval, perplexity, scoring
+from phi_jax.evals.functions import function_body, wilson
 from phi_jax.train import checkpoint
 
 ARMS = ("unfiltered", "filtered", "textbook")
@@ -62,27 +62,6 @@ ARM_LABELS = {"unfiltered": "stdlib (unfiltered)", "filtered": "filtered stdlib"
               "textbook": "filtered + procedural textbooks"}
 STAGES = ("pretrain", "finetune")
 STOP = tuple(humaneval.STOP_SEQUENCES) + ("\nassert",)
-
-
-def function_body(completion: str) -> str:
-  """The completion up to the first non-empty line that starts at column 0 (the body ends)."""
-  out = []
-  for line in completion.split("\n"):
-    if line.strip() and not line[0].isspace():
-      break
-    out.append(line)
-  return "\n".join(out).rstrip() + "\n"
-
-
-def wilson(passed: int, n: int, z: float = 1.96) -> tuple[float, float]:
-  """95% Wilson score interval of a binomial proportion."""
-  if n == 0:
-    return (0.0, 0.0)
-  p = passed / n
-  denom = 1 + z * z / n
-  centre = (p + z * z / (2 * n)) / denom
-  half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-  return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 DECODING = {"pretrain": "joint", "finetune": "target"}
