@@ -30,6 +30,10 @@ Splits (no exercise is in two of them):
   'all'         every family and parameterisation (e.g. for an offline stand-in teacher).
 `Exercise.split` says which split an exercise belongs to.
 
+Binding drills (`generate_drills`, `drills.py`): training-only one-line tasks whose body is the
+docstring's expression, for teaching a small model to copy names and constants; never evaluated,
+not in FAMILIES.
+
 Records (`Exercise.to_record`) are HumanEval-like: {id, family, prompt, solution, tests,
 entry_point}; the program that is run is `prompt + completion + "\\n\\n" + tests`.
 """
