@@ -33,18 +33,13 @@ from typing import Any, Callable
 
 import ml_collections
 
+from phi_jax.curation.stages import write_json
 from phi_jax.train import config_base
 
 STUDY_CONFIG = "study_config.json"
 EVAL_FILE = "study_eval.json"
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 MIXTURE_FIELDS = ("n_exercises", "n_textbooks", "n_drills", "seed")
-
-
-def _write_json(path: pathlib.Path, value: Any) -> None:
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text(json.dumps(value, indent=2) + "\n")
-  os.replace(tmp, path)
 
 
 def check(config: ml_collections.ConfigDict) -> list[str]:
@@ -157,7 +152,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
   workdir = pathlib.Path(workdir).absolute()
   check_resume(config, workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  _write_json(workdir / STUDY_CONFIG, json.loads(config.to_json_best_effort()))
+  write_json(workdir / STUDY_CONFIG, json.loads(config.to_json_best_effort()))
   timings: dict[str, float] = {}
 
   def timed(key: str, fn: Callable[[], Any]) -> Any:
@@ -192,7 +187,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
     results[name] = timed(f"measure_{name}", lambda n=name: measure.measure(workdir / n,
                                                                             config.study))
     results[name]["study"] = study
-    _write_json(path, results[name])
+    write_json(path, results[name])
   out = report.write(config, workdir, names, results, timings)
   log(f"Report: {out['report']}")
   return out

@@ -20,6 +20,7 @@ import pathlib
 import time
 from typing import Any
 
+import jax
 import ml_collections
 
 from phi_jax.convert.load import load_model
@@ -48,7 +49,7 @@ def measure(workdir: str | pathlib.Path, study: ml_collections.ConfigDict) -> di
   model = load_model(workdir, require_tokenizer=True)
   cfg, params, tok = model.cfg, model.params, model.tokenizer
   out: dict[str, Any] = {"workdir": str(workdir), "step": model.step,
-                         "num_params": int(sum(x.size for x in _leaves(params))), "sets": {}}
+                         "num_params": int(sum(x.size for x in jax.tree.leaves(params))), "sets": {}}
   for name, items in problem_sets(study).items():
     bodies = functions.complete_bodies(cfg, params, tok, [p.prompt for p in items],
                                        max_new_tokens=study.max_new_tokens,
@@ -70,8 +71,3 @@ def measure(workdir: str | pathlib.Path, study: ml_collections.ConfigDict) -> di
   out["seconds"] = round(time.time() - start, 1)
   return out
 
-
-def _leaves(tree: Any) -> list[Any]:
-  if isinstance(tree, dict):
-    return [leaf for v in tree.values() for leaf in _leaves(v)]
-  return [tree]

@@ -11,6 +11,8 @@ from typing import Any, Sequence
 
 import ml_collections
 
+from phi_jax.curation.stages import write_json
+
 SET_LABELS = {
     "validation": "held-out exercises: unseen variants of the training families",
     "test": "held-out exercises: whole held-out families",
@@ -133,7 +135,5 @@ def write(config: ml_collections.ConfigDict, workdir: pathlib.Path, names: list[
   os.replace(tmp, report)
   out = {"arms": names, "results": results, "summaries": summaries, "timings": timings,
          "tokens_per_arm": config.total_steps * tokens_per_step}
-  tmp = workdir / "results.json.tmp"
-  tmp.write_text(json.dumps(out, indent=2) + "\n")
-  os.replace(tmp, workdir / "results.json")
+  write_json(workdir / "results.json", out)
   return {"report": str(report), "loss_plot": str(workdir / "loss.png"), **out}
