@@ -40,6 +40,23 @@ def test_arm_checks_and_configs():
     arms.check(one)
 
 
+def test_loss_plot_leaves_pyplot_alone(tmp_path):
+  """A study run from a notebook must not switch the notebook's matplotlib backend."""
+  matplotlib = pytest.importorskip("matplotlib")
+  from phi_jax.study import report
+  before = matplotlib.get_backend()
+  matplotlib.use("svg")  # a backend the old matplotlib.use("Agg") in report.plot would switch
+  try:
+    report.plot({"a": [(1, 3.0), (2, 2.0)], "b": [(1, 4.0), (2, 1.0)]}, 16, 0.5,
+                tmp_path / "loss.png")
+    assert matplotlib.get_backend() == "svg"
+  finally:
+    matplotlib.use(before)
+  assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  assert not list(tmp_path.glob("*.tmp*"))
+  assert report.smooth([2.0, 4.0], 0.5) == [2.0, pytest.approx((0.5 * 1 + 2.0) / 0.75)]
+
+
 @pytest.mark.slow
 def test_quickstart_smoke_study_end_to_end(tmp_path):
   workdir = tmp_path / "study"
@@ -52,6 +69,9 @@ def test_quickstart_smoke_study_end_to_end(tmp_path):
   assert (workdir / "loss.png").stat().st_size > 0
   results = json.loads((workdir / "results.json").read_text())
   assert results["arms"] == ["raw", "textbook"] == out["arms"]
+  for arm in ("raw", "textbook"):  # the logged train losses, to redraw the plot from the file
+    steps = [s for s, _ in results["curves"][arm]]
+    assert steps == sorted(steps) and steps[-1] == config.total_steps
   for arm in ("raw", "textbook"):
     sets = results["results"][arm]["sets"]
     assert set(sets) == {"validation", "test", "handwritten", "humaneval"}

@@ -1,4 +1,9 @@
-"""A study's report: DIR/report.md (arms side by side), DIR/loss.png, DIR/results.json."""
+"""A study's report: DIR/report.md (arms side by side), DIR/loss.png, DIR/results.json.
+
+results.json: {arms, results (per arm: the measured sets, see study.measure), summaries (each
+arm's summary.json), timings (seconds per step of the study), tokens_per_arm, tokens_per_step,
+curves (per arm: [[step, train loss], ...], the logged interval means)}.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from typing import Any, Sequence
 import ml_collections
 
 from phi_jax.curation.stages import write_json
+from phi_jax.train.report import new_figure, save_figure
 
 SET_LABELS = {
     "validation": "held-out exercises: unseen variants of the training families",
@@ -40,10 +46,8 @@ def smooth(values: Sequence[float], beta: float) -> list[float]:
 def plot(curves: dict[str, list[tuple[int, float]]], tokens_per_step: int, beta: float,
          path: pathlib.Path) -> None:
   """Every arm's smoothed train loss against tokens seen, one plot."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, ax = plt.subplots(figsize=(6.5, 4), dpi=100)
+  fig = new_figure((6.5, 4))
+  ax = fig.subplots()
   for name, points in curves.items():
     if points:
       steps, losses = zip(*points)
@@ -52,11 +56,7 @@ def plot(curves: dict[str, list[tuple[int, float]]], tokens_per_step: int, beta:
   ax.set_ylabel(f"train loss, nats/token (EMA {beta})")
   ax.grid(alpha=0.3)
   ax.legend()
-  fig.tight_layout()
-  tmp = path.with_suffix(".tmp.png")
-  fig.savefig(tmp)
-  plt.close(fig)
-  os.replace(tmp, path)
+  save_figure(fig, path)
 
 
 def _cell(result: dict[str, Any] | None) -> str:
@@ -134,6 +134,7 @@ def write(config: ml_collections.ConfigDict, workdir: pathlib.Path, names: list[
   tmp.write_text("\n".join(lines))
   os.replace(tmp, report)
   out = {"arms": names, "results": results, "summaries": summaries, "timings": timings,
-         "tokens_per_arm": config.total_steps * tokens_per_step}
+         "tokens_per_arm": config.total_steps * tokens_per_step,
+         "tokens_per_step": tokens_per_step, "curves": curves}
   write_json(workdir / "results.json", out)
   return {"report": str(report), "loss_plot": str(workdir / "loss.png"), **out}

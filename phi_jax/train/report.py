@@ -14,6 +14,21 @@ from phi_jax.models import ModelConfig
 from phi_jax.train import metrics as metrics_lib
 
 
+def new_figure(figsize: tuple[float, float]) -> Any:
+  """A matplotlib Figure not registered with pyplot: drawing it neither switches the backend
+  nor shows it in a notebook that called us."""
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+  return Figure(figsize=figsize, dpi=100)
+
+
+def save_figure(fig: Any, path: pathlib.Path) -> None:
+  """fig -> PNG at path (written to a temp name, then renamed)."""
+  fig.tight_layout()
+  tmp = path.with_suffix(".tmp.png")
+  fig.savefig(tmp)
+  os.replace(tmp, path)
+
+
 def plot_losses(records: list[dict[str, Any]], path: pathlib.Path) -> Optional[pathlib.Path]:
   """Train loss (the mean over each logging interval) and held-out loss against step -> PNG;
   None when there is nothing to plot."""
@@ -21,10 +36,8 @@ def plot_losses(records: list[dict[str, Any]], path: pathlib.Path) -> Optional[p
   evals = [(r["step"], r["eval_loss"]) for r in records if "eval_loss" in r]
   if not train:
     return None
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+  fig = new_figure((6, 4))
+  ax = fig.subplots()
   ax.plot(*zip(*train), label="train loss (mean over each logging interval)")
   if evals:
     ax.plot(*zip(*evals), "o-", label="held-out loss")
@@ -32,11 +45,7 @@ def plot_losses(records: list[dict[str, Any]], path: pathlib.Path) -> Optional[p
   ax.set_ylabel("cross-entropy (nats/token)")
   ax.grid(alpha=0.3)
   ax.legend()
-  fig.tight_layout()
-  tmp = path.with_suffix(".tmp.png")
-  fig.savefig(tmp)
-  plt.close(fig)
-  os.replace(tmp, path)
+  save_figure(fig, path)
   return path
 
 
