@@ -16,9 +16,16 @@ greedy samples of both arms for the same prompts. Measured 9m00s on the idle 2-c
 The search that chose these settings, and how far they are from the issue's goal, is in
 experiments/tinycoder/RESULTS.md.
 
-Variants: `:smoke` (a one-minute version for tests); `:arm=raw` (with or without smoke) is one
-arm's ordinary training run on its own (`arm=textbook` too, given the made mixture:
+Variants: `:smoke` (a one-minute version for tests); `:long` (the recipe at the token budget
+where it works: d_model 128, 700 steps = 2.9M tokens per arm, the mixture 30k exercises + 15k
+drills; ~20 minutes per study on the 2-core machine); `:arm=raw` (with or without the others) is
+one arm's ordinary training run on its own (`arm=textbook` too, given the made mixture:
 `--config.data.source_dir=DIR/data/textbook/dataset`).
+
+Seeds: `sweep()` runs the study for seeds 0, 1, 2 (model init and data order; the mixture is the
+same), and experiments/tinycoder/report.py gives the spread across them:
+
+    python -m phi_jax.sweep --config=configs/quickstart.py:long --workdir=DIR   # see run.sh
 """
 
 import ml_collections
@@ -28,7 +35,7 @@ from phi_jax.train import config_base
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  v = parse_arg(arg, {"smoke": False, "arm": ""})
+  v = parse_arg(arg, {"smoke": False, "long": False, "arm": ""})
   c = config_base.get_config()
   c.seed = 0
   c.total_steps = 300
@@ -66,6 +73,11 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.study.update(n_validation=100, n_test=100, handwritten=True, humaneval_limit=164,
                  eval_seed=2024, max_new_tokens=128, batch_size=50)
 
+  if v["long"]:
+    c.total_steps = 700
+    c.log_every_fraction = 1 / 35                                # every 20 of 700 steps
+    c.model.update(d_model=128, num_heads=4, mlp_dim=512)
+    c.arms.textbook.mixture.update(n_exercises=30_000, n_drills=15_000, n_textbooks=300)
   if v["smoke"]:
     c.total_steps = 12
     c.log_every_fraction = 1 / 3         # every 4 steps
@@ -83,3 +95,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.data.update(dict(c.arms[v["arm"]].data))
     c.arms = ml_collections.ConfigDict()
   return c
+
+
+def sweep(arg: str = "") -> list[dict[str, int]]:
+  """Three seeds of the study (python -m phi_jax.sweep --config=configs/quickstart.py[:ARG])."""
+  del arg  # every variant sweeps the same seeds
+  return [{"seed": seed} for seed in (0, 1, 2)]

@@ -22,6 +22,11 @@ by itself). Ctrl-C / SIGTERM forward SIGTERM to the running runs, which checkpoi
 
 At the end DIR holds sweep.csv and sweep.md (one row per run: overrides, final loss, eval loss,
 steps, status) and sweep.png (each --metrics against step, one line per run, from metrics.jsonl).
+
+A study config (one with `arms`, e.g. configs/quickstart.py, whose sweep() is over seeds) sweeps
+whole studies: DIR/<slug> is a study directory, finished when its results.json exists and every
+arm reached total_steps, and the table's `study` column gives each arm's pass@1 per measured set
+(experiments/tinycoder/report.py aggregates such a sweep across seeds).
 """
 
 from __future__ import annotations
@@ -109,8 +114,20 @@ def read_summary(workdir: pathlib.Path) -> Optional[dict[str, Any]]:
     return None
 
 
+def read_study(workdir: pathlib.Path) -> Optional[dict[str, Any]]:
+  """A study run's results.json (phi_jax.study.report), or None."""
+  try:
+    return json.loads((workdir / "results.json").read_text())
+  except (OSError, ValueError):
+    return None
+
+
 def is_finished(workdir: pathlib.Path, total_steps: int) -> bool:
-  """summary.json says the run reached total_steps and was not stopped by a signal."""
+  """summary.json says the run reached total_steps and was not stopped by a signal; a study
+  (a config with arms): its results.json exists and every arm's summary.json says so."""
+  study = read_study(workdir)
+  if study is not None:
+    return all(is_finished(workdir / arm, total_steps) for arm in study["arms"])
   summary = read_summary(workdir)
   return bool(summary) and summary.get("stopped_by") is None and summary.get("step") == total_steps
 
@@ -135,8 +152,26 @@ def _last(records: list[dict[str, Any]], key: str) -> Optional[float]:
   return values[-1] if values else None
 
 
+def _study_cell(study: dict[str, Any]) -> str:
+  """'arm: pass@1 per measured set; ...' of a study's results.json."""
+  parts = []
+  for arm in study["arms"]:
+    sets = study["results"][arm]["sets"]
+    parts.append(f"{arm}: " + ", ".join(f"{name} {100 * r['pass@1']:.1f}%"
+                                         for name, r in sets.items()))
+  return "; ".join(parts)
+
+
 def result_row(run: Run) -> dict[str, Any]:
-  """One table row: run, overrides, final_loss, eval_loss, step, total_steps, status."""
+  """One table row: run, overrides, final_loss, eval_loss, step, total_steps, status, study
+  (a study's pass@1 per arm and set; its losses are per arm, in its own report)."""
+  study = read_study(run.workdir)
+  if study is not None:
+    steps = [s.get("step", 0) for s in study["summaries"].values()]
+    return {"run": run.slug,
+            "overrides": ";".join(f"{k}={_fmt(v)}" for k, v in run.overrides.items()),
+            "final_loss": None, "eval_loss": None, "step": min(steps, default=0),
+            "total_steps": run.total_steps, "status": run.status, "study": _study_cell(study)}
   summary = read_summary(run.workdir) or {}
   records = read_metrics(run.workdir)
   steps = [r["step"] for r in records if "step" in r]
@@ -146,16 +181,18 @@ def result_row(run: Run) -> dict[str, Any]:
           "final_loss": _last(records, "loss") if final is None else final,
           "eval_loss": _last(records, "eval_loss") if evals is None else evals,
           "step": summary.get("step", max(steps, default=0)), "total_steps": run.total_steps,
-          "status": run.status}
+          "status": run.status, "study": None}
 
 
 def write_table(rows: list[dict[str, Any]],
                 directory: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
   """sweep.csv and sweep.md in `directory`."""
   fields = ["run", "overrides", "final_loss", "eval_loss", "step", "total_steps", "status"]
+  if any(row.get("study") for row in rows):
+    fields.append("study")
   csv_path, md_path = directory / "sweep.csv", directory / "sweep.md"
   with open(csv_path, "w", newline="") as f:
-    writer = csv.DictWriter(f, fieldnames=fields)
+    writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
 
@@ -198,15 +235,24 @@ def plot(runs: Sequence[Run], metrics: Sequence[str], path: pathlib.Path) -> Opt
 
 
 def _prepare_data(configs: Sequence[ml_collections.ConfigDict]) -> None:
-  """Builds each distinct dataset once, before parallel runs would race to build it."""
+  """Builds each distinct dataset once, before parallel runs would race to build it (a study's:
+  those of its arms without a mixture; a mixture is made in each study's own DIR/data)."""
   from absl import logging as absl_logging
   import tensorflow_datasets as tfds
   from phi_jax.data import builders  # heavy imports only when something runs
   from phi_jax.train import inputs
   absl_logging.set_verbosity(absl_logging.ERROR)  # as main does: no TFDS config chatter
   tfds.disable_progress_bar()
-  done = set()
+  from phi_jax.study import arms  # pylint: disable=g-import-not-at-top
+  expanded = []
   for config in configs:
+    if config.get("arms"):
+      expanded += [arms.arm_config(config, name, "", {}) for name in arms.check(config)
+                   if "mixture" not in config.arms[name]]
+    else:
+      expanded.append(config)
+  done = set()
+  for config in expanded:
     kwargs = inputs._builder_kwargs(config.data)  # pylint: disable=protected-access
     key = (config.data.dataset, config.data.data_dir, tuple(sorted(kwargs.items())))
     if key not in done:
@@ -264,8 +310,10 @@ def _finish(run: Run, returncode: int) -> None:
     run.status = f"stopped ({(read_summary(run.workdir) or {}).get('stopped_by') or 'unfinished'})"
   row = result_row(run)
   num = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+  measured = (f"pass@1 {row['study']}" if row["study"] else
+              f"loss {num(row['final_loss'])}, eval loss {num(row['eval_loss'])}")
   print(f"[sweep] {run.slug}: {run.status} after {run.seconds:.0f} s, step {row['step']}, "
-        f"loss {num(row['final_loss'])}, eval loss {num(row['eval_loss'])}", flush=True)
+        f"{measured}", flush=True)
 
 
 def run_sweep(spec: str, workdir: str | os.PathLike, *, runs: Optional[list[dict[str, Any]]] = None,

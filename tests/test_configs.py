@@ -34,6 +34,7 @@ VARIANTS = [
     ("phi3.py", "size=mini"), ("phi3.py", "size=small"), ("phi3.py", "size=medium"),
     ("phi3.py", "tiny"), ("phi3.py", "size=small,tiny"), ("phi3.py", "size=medium,tiny"),
     ("quickstart.py", ""), ("quickstart.py", "smoke"), ("quickstart.py", "smoke,arm=raw"),
+    ("quickstart.py", "long"), ("quickstart.py", "long,arm=textbook"),
     ("phi1_ablation.py", "stage=pretrain"), ("phi1_ablation.py", "stage=finetune,tiny"),
     ("skipdecode.py", "pretrain"), ("skipdecode.py", "finetune,speedup=2,tiny"),
 ]

@@ -98,3 +98,51 @@ def test_quickstart_smoke_study_end_to_end(tmp_path):
   # a rerun with a different study is refused before anything is written
   with pytest.raises(ValueError, match="different config:\n  model.d_model"):
     arms.run(_smoke(**{"model.d_model": 48}), workdir, log=lambda _: None)
+
+
+def _fake_study(directory: pathlib.Path, pass_rates: dict[str, float], n: int = 10,
+                steps: int = 5) -> None:
+  """A finished study's files as study.report / train.loop write them (no training)."""
+  results = {}
+  for arm, rate in pass_rates.items():
+    (directory / arm).mkdir(parents=True)
+    (directory / arm / "summary.json").write_text(json.dumps(
+        {"step": steps, "stopped_by": None, "eval_loss": 1.0 + rate, "final_loss": 0.5}))
+    passed = round(rate * n)
+    results[arm] = {"num_params": 1000, "sets": {"validation": {
+        "pass@1": passed / n, "passed": passed, "n": n, "ci95": [0.0, 1.0], "parse_rate": 0.9}}}
+  (directory / "results.json").write_text(json.dumps({
+      "arms": list(pass_rates), "results": results, "timings": {"train_raw": 1.0},
+      "tokens_per_arm": 640, "summaries": {a: json.loads((directory / a / "summary.json")
+                                                       .read_text()) for a in pass_rates}}))
+
+
+def test_sweep_of_studies_and_the_seed_report(tmp_path):
+  import importlib.util
+  from phi_jax import sweep
+  from phi_jax.evals.functions import seed_interval
+  for seed, rates in enumerate(({"raw": 0.0, "textbook": 0.3}, {"raw": 0.1, "textbook": 0.5})):
+    _fake_study(tmp_path / f"seed={seed}", rates)
+  assert sweep.is_finished(tmp_path / "seed=0", 5) and not sweep.is_finished(tmp_path / "seed=0", 6)
+  (tmp_path / "seed=1" / "textbook" / "summary.json").write_text(json.dumps({"step": 3}))
+  assert not sweep.is_finished(tmp_path / "seed=1", 5)  # one arm is not done: rerun it
+  run = sweep.Run({"seed": 0}, "seed=0", tmp_path / "seed=0", 5)
+  row = sweep.result_row(run)
+  assert row["study"] == "raw: validation 0.0%; textbook: validation 30.0%" and row["step"] == 5
+
+  spec = importlib.util.spec_from_file_location("_tinycoder_report",
+                                                REPO / "experiments" / "tinycoder" / "report.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  assert module.main(["--sweep", str(tmp_path), "--out", str(tmp_path / "out"),
+                      "--copy_seed", "1"]) == 0
+  agg = json.loads((tmp_path / "out" / "seeds.json").read_text())
+  text = agg["sets"]["validation"]["textbook"]
+  assert agg["seeds"] == [0, 1] and text["per_seed"] == [0.3, 0.5]
+  assert text["mean"] == pytest.approx(0.4) and text["passed"] == 8 and text["n"] == 20
+  lo, hi = text["seed_ci95"]  # t(0.975, 1) = 12.706; sd 0.1414; half = 12.706 * 0.1
+  assert (lo, hi) == pytest.approx((0.4 - 1.2706, 0.4 + 1.2706), abs=1e-3)
+  assert seed_interval([0.2]) == (0.2, 0.2, 0.2)
+  assert json.loads((tmp_path / "out" / "results.json").read_text())["results"]["raw"][
+      "sets"]["validation"]["passed"] == 1
+  assert "| held-out exercises: unseen variants" in (tmp_path / "out" / "seeds.md").read_text()

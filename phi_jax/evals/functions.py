@@ -56,6 +56,21 @@ def wilson(passed: int, n: int, z: float = 1.96) -> tuple[float, float]:
   return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+def seed_interval(values: Sequence[float]) -> tuple[float, float, float]:
+  """(mean, lo, hi): the 95% Student-t interval of the mean of per-seed values (lo = hi = mean
+  for one value; it says nothing about the spread then)."""
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  values = [float(v) for v in values]
+  if not values:
+    raise ValueError("seed_interval needs at least one value")
+  mean = sum(values) / len(values)
+  if len(values) == 1:
+    return (mean, mean, mean)
+  var = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+  half = float(stats.t.ppf(0.975, len(values) - 1)) * math.sqrt(var / len(values))
+  return (mean, mean - half, mean + half)
+
+
 def complete_bodies(cfg: Any, params: Any, tokenizer: Any, prompts: Sequence[str], *,
                     max_new_tokens: int = 128, batch_size: int = 32) -> list[str]:
   """One greedy function body per prompt (see the module doc)."""
