@@ -21,6 +21,7 @@ setup(
         "safetensors>=0.4",
         "sentencepiece>=0.2",
         "tokenizers>=0.20",
+        "jinja2>=3.1",  # chat templates (phi_jax.chat)
         "absl-py",
         "tensorflow-datasets>=4.9.10",
         "grain>=0.2.18",

@@ -11,6 +11,14 @@ tokenizer.json) unless --tokenizer names a file or folder. --step picks a workdi
 (default: the newest). --hf_dir, --ckpt_dir and --workdir are older names of --model. Several
 --prompt flags decode as one batch.
 
+Chat models (phi-3, phi-3.5, phi-4-mini): --chat renders each --prompt as a user message (after
+--system=TEXT if given) with the chat template and the assistant header, stops at any of the
+model's end ids (generation_config.json / config.json eos_token_id, the tokenizer's EOS, the
+template's '<|end|>') and prints the assistant's reply. The template is the model folder's (or the
+--tokenizer folder's) chat_template, or a built-in one: --chat_template=phi-3 / phi-4-mini.
+
+    python -m phi_jax.generate --model=/models/phi-3-mini --chat --prompt='Write fib in Python'
+
 SkipDecode: --skip=MAX,MIN,WARMUP,DECAY_LEN (a SkipSchedule's layers), or --skip_speedup=S with
 --skip_warmup and --skip_decay_len (SkipSchedule.for_speedup). Best with a model fine-tuned with
 the same schedule (configs/skipdecode.py); --stats prints the layers run per token.
@@ -19,12 +27,14 @@ the same schedule (configs/skipdecode.py); --stats prints the layers run per tok
 from __future__ import annotations
 
 import argparse
+import pathlib
 import sys
 import time
 from typing import Optional, Sequence
 
 import jax
 
+from phi_jax import chat
 from phi_jax.convert import load
 from phi_jax.decoding import generate
 from phi_jax.decoding.skipdecode import SkipSchedule
@@ -48,6 +58,12 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--add_bos", action="store_true", help="prepend BOS (SentencePiece only)")
   parser.add_argument("--no_eos", action="store_true", help="do not stop at the EOS token")
+  parser.add_argument("--chat", action="store_true",
+                      help="each --prompt is a user message; print the assistant's reply")
+  parser.add_argument("--system", default=None, help="--chat: a system message before it")
+  parser.add_argument("--chat_template", default=None,
+                      help="--chat: a built-in template (phi-3, phi-4-mini), a folder or a .jinja "
+                           "file (default: the model's or tokenizer folder's own)")
   parser.add_argument("--skip", default=None, help="SkipDecode: MAX,MIN,WARMUP,DECAY_LEN layers")
   parser.add_argument("--skip_speedup", type=float, default=None,
                       help="SkipDecode: the schedule with this nominal speedup")
@@ -75,6 +91,34 @@ def _schedule(args: argparse.Namespace, num_layers: int) -> Optional[SkipSchedul
   return None
 
 
+def _chat_inputs(args: argparse.Namespace, tok, cfg_eos: Optional[int]):
+  """--chat: (template, end ids or None (--no_eos), prompt ids per --prompt)."""
+  folders = [args.model]
+  if args.tokenizer:
+    tok_path = pathlib.Path(args.tokenizer)
+    folders.append(str(tok_path if tok_path.is_dir() else tok_path.parent))
+  template = args.chat_template
+  if template is None:
+    template = next((f for f in folders if _has_template(f)), args.model)
+  template = chat.load_template(template)  # ValueError naming the built-ins if there is none
+  eos = None
+  if not args.no_eos:
+    eos = list(dict.fromkeys(i for f in folders for i in chat.end_ids(f, tok, template)))
+    eos = eos or ([cfg_eos] if cfg_eos is not None else None)
+  head = [{"role": "system", "content": args.system}] if args.system is not None else []
+  prompts = [chat.encode_prompt(head + [{"role": "user", "content": p}], template, tok)
+             for p in args.prompt]
+  return template, eos, prompts
+
+
+def _has_template(folder: str) -> bool:
+  try:
+    chat.load_template(folder)
+    return True
+  except ValueError:
+    return False
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
   args = parse_args(argv)
   try:
@@ -92,7 +136,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"error: {e}", file=sys.stderr)
     return 2
   eos = None if args.no_eos else (tok.eos_id if tok.eos_id is not None else cfg.eos_id)
-  prompts = [tok.encode(p) for p in args.prompt]
+  if args.chat:
+    try:
+      template, eos, prompts = _chat_inputs(args, tok, cfg.eos_id)
+    except ValueError as e:
+      print(f"error: {e}", file=sys.stderr)
+      return 2
+    print(f"[chat template {template.name}; end ids {eos}]", file=sys.stderr)
+  else:
+    prompts = [tok.encode(p) for p in args.prompt]
   start = time.perf_counter()
   try:
     outs = generate(cfg, params, prompts, max_new_tokens=args.max_new_tokens,
@@ -108,7 +160,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"[layers per token: {stats['layers_per_token']}; mean {stats['mean_layers']:.2f} of "
           f"{cfg.num_layers}]", file=sys.stderr)
   for ids, out in zip(prompts, outs):
-    print(tok.decode(ids + out))
+    if args.chat:  # the reply alone, without the end id that stopped it
+      print(tok.decode(out[:-1] if eos and out and out[-1] in eos else out))
+    else:
+      print(tok.decode(ids + out))
     print("-" * 40)
   n = sum(len(o) for o in outs)
   print(f"[{n} tokens in {seconds:.2f}s including compilation]", file=sys.stderr)

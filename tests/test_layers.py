@@ -18,7 +18,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent / "phi_jax"
 # Lower layers first. A part may import only parts of strictly lower layers (or its own).
 LAYERS = (
     ("models", "data", "config_args"),
-    ("convert", "decoding"),
+    ("convert", "decoding", "chat"),
     ("evals",),
     ("train",),
     ("curation",),

@@ -8,8 +8,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
+import re
 from typing import Iterable, Optional, Protocol
 
 import sentencepiece as spm
@@ -28,9 +30,15 @@ class Tokenizer(Protocol):
 
 
 class SentencePieceTokenizer:
-  """A SentencePiece model file; `add_bos` prepends BOS (Llama / phi-3 convention)."""
+  """A SentencePiece model file; `add_bos` prepends BOS (Llama / phi-3 convention).
 
-  def __init__(self, path: str | os.PathLike, add_bos: bool = False):
+  User-defined symbols of the model encode as one id each (SentencePiece does that). `added_tokens`
+  ({text: id}, e.g. phi-3's added_tokens.json: '<|end|>': 32007) are split out of the text first
+  and encode as their id; the text between them is encoded piece by piece.
+  """
+
+  def __init__(self, path: str | os.PathLike, add_bos: bool = False,
+               added_tokens: Optional[dict[str, int]] = None):
     self.path = str(path)
     self.sp = spm.SentencePieceProcessor(model_file=self.path)
     self.add_bos = add_bos
@@ -38,13 +46,43 @@ class SentencePieceTokenizer:
     self.bos_id = self.sp.bos_id() if self.sp.bos_id() >= 0 else None
     self.eos_id = self.sp.eos_id() if self.sp.eos_id() >= 0 else None
     self.pad_id = self.sp.pad_id() if self.sp.pad_id() >= 0 else None
+    self.added_tokens = dict(added_tokens or {})
+    self._added_text = {i: t for t, i in self.added_tokens.items()}
+    longest_first = sorted(self.added_tokens, key=len, reverse=True)
+    self._added_re = re.compile("|".join(map(re.escape, longest_first))) if longest_first else None
+    if self.added_tokens:
+      self.vocab_size = max(self.vocab_size, max(self.added_tokens.values()) + 1)
+
+  def split_added(self, text: str) -> list[tuple[int, str, Optional[int]]]:
+    """(start char, piece, added-token id or None) for the text between and the added tokens."""
+    out, pos = [], 0
+    for m in (self._added_re.finditer(text) if self._added_re else ()):
+      if m.start() > pos:
+        out.append((pos, text[pos:m.start()], None))
+      out.append((m.start(), m.group(), self.added_tokens[m.group()]))
+      pos = m.end()
+    return out + ([(pos, text[pos:], None)] if pos < len(text) or not out else [])
 
   def encode(self, text: str) -> list[int]:
-    ids = self.sp.encode(text)
+    if not self.added_tokens:
+      ids = self.sp.encode(text)
+    else:
+      ids = [i for _, piece, added in self.split_added(text)
+             for i in ([added] if added is not None else self.sp.encode(piece))]
     return [self.bos_id] + ids if self.add_bos and self.bos_id is not None else ids
 
   def decode(self, ids: list[int]) -> str:
-    return self.sp.decode(list(ids))
+    if not self._added_text:
+      return self.sp.decode(list(ids))
+    out, run = [], []
+    for i in list(ids) + [None]:
+      if i is None or i in self._added_text:
+        out.append(self.sp.decode(run) if run else "")
+        out.append(self._added_text.get(i, ""))
+        run = []
+      else:
+        run.append(i)
+    return "".join(out)
 
 
 class HFTokenizer:
@@ -86,7 +124,19 @@ def load(path: str | os.PathLike, *, add_bos: bool = False) -> Tokenizer:
     raise FileNotFoundError(f"Tokenizer file {path} does not exist")
   if path.suffix == ".json":
     return HFTokenizer(path)
-  return SentencePieceTokenizer(path, add_bos=add_bos)
+  return SentencePieceTokenizer(path, add_bos=add_bos, added_tokens=_added_tokens(path))
+
+
+def _added_tokens(model_file: pathlib.Path) -> dict[str, int]:
+  """The added_tokens.json next to a SentencePiece model (HF folders keep the chat tokens there),
+  less the ones the model already has as pieces."""
+  added = model_file.parent / "added_tokens.json"
+  if not added.is_file():
+    return {}
+  sp = spm.SentencePieceProcessor(model_file=str(model_file))
+  pieces = {sp.id_to_piece(i) for i in range(sp.get_piece_size())}
+  return {t: int(i) for t, i in json.loads(added.read_text(encoding="utf-8")).items()
+          if t not in pieces}
 
 
 def find(model_dir: str | os.PathLike) -> Optional[Tokenizer]:

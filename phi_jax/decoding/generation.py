@@ -75,6 +75,24 @@ def _check_prompts(cfg: ModelConfig, prompts: Sequence[Sequence[int]], max_new_t
           "Shorten the prompt or lower max_new_tokens.")
 
 
+def _eos_list(eos_id: Optional[int | Sequence[int]]) -> list[int]:
+  if eos_id is None:
+    return []
+  ids = [eos_id] if isinstance(eos_id, (int, np.integer)) else eos_id
+  if isinstance(ids, (str, bytes)) or not all(isinstance(i, (int, np.integer)) for i in ids):
+    raise ValueError(f"eos_id must be None, a token id or a list of token ids, got {eos_id!r}")
+  return [int(i) for i in ids if i >= 0]  # a negative id (-1) is no end id
+
+
+def _eos_arg(eos_id: Optional[int | Sequence[int]]) -> jax.Array:
+  """generate_tokens' eos_id: an int32 scalar for None (-1) or one id, else [E] int32 padded
+  with -1 to a power of two (so 2 to 4 end ids share one compiled program)."""
+  ids = _eos_list(eos_id)
+  if isinstance(eos_id, (int, np.integer)) or len(ids) <= 1:
+    return jnp.int32(ids[0] if ids else -1)
+  return jnp.asarray(ids + [-1] * (bucket(len(ids), minimum=1) - len(ids)), jnp.int32)
+
+
 def left_pad(prompts: Sequence[Sequence[int]], batch: int, length: int):
   """Right-aligns prompts in [batch, length] int32; returns (tokens, pad_lens [batch]).
 
@@ -106,7 +124,8 @@ def generate_tokens(params, tokens: jax.Array, pads: jax.Array, max_new: jax.Arr
     tokens: [B, P] int32 prompts, left-padded (`left_pad`); pads: [B] int32 padding per row.
     max_new: int32 scalar, new tokens to make (<= out_len); rng: PRNG key.
     sampling_params: traced sampling values (`sampling.make_sampling`); eos_id: int32 scalar
-      (-1: none); long_rope: bool scalar, LongRoPE factor choice.
+      or [E] of end ids (-1: none; a row stops at any of them); long_rope: bool scalar, LongRoPE
+      factor choice.
     cfg, mode, cache_len (>= P + out_len), out_len: static.
     decode_layout: one of layouts.DECODE_LAYOUTS (the prefill always runs the scanned model on
       the stacked params and cache; 'stacked' decodes with it too, 'per_layer' / 'per_layer_t'
@@ -143,7 +162,12 @@ def generate_tokens(params, tokens: jax.Array, pads: jax.Array, max_new: jax.Arr
   token = sampling.sample(logits[:, -1], step_rng, mode, sampling_params)
   out = jnp.zeros((batch, out_len), jnp.int32).at[:, 0].set(token)
   layers_used = jnp.zeros((out_len,), jnp.int32).at[0].set(cfg.num_layers)  # g_0: the prefill
-  done = (token == eos_id) & (eos_id >= 0)
+  eos_ids = jnp.atleast_1d(eos_id)  # [E]; -1 entries are no end id
+
+  def is_end(t):  # [B] -> [B] bool
+    return jnp.any((t[:, None] == eos_ids[None, :]) & (eos_ids[None, :] >= 0), axis=-1)
+
+  done = is_end(token)
 
   def cond(state):
     step, _, _, _, _, done, _ = state
@@ -168,10 +192,10 @@ def generate_tokens(params, tokens: jax.Array, pads: jax.Array, max_new: jax.Arr
       layers = jnp.int32(cfg.num_layers)
     rng, step_rng = jax.random.split(rng)
     new = sampling.sample(logits, step_rng, mode, sampling_params)
-    new = jnp.where(done, jnp.maximum(eos_id, 0), new)
+    new = jnp.where(done, jnp.maximum(eos_ids[0], 0), new)
     out = jax.lax.dynamic_update_slice(out, new[:, None], (0, step))
     layers_used = jax.lax.dynamic_update_slice(layers_used, layers[None], (step,))
-    done = done | ((new == eos_id) & (eos_id >= 0))
+    done = done | is_end(new)
     return step + 1, new, cache, out, layers_used, done, rng
 
   state = (jnp.int32(1), token, cache, out, layers_used, done, rng)
@@ -201,7 +225,7 @@ class Program:
 
 def prepare(cfg: ModelConfig, params, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,
             out_len: Optional[int] = None, temperature: float = 0.0, top_k: Optional[int] = None,
-            top_p: Optional[float] = None, eos_id: Optional[int] = None,
+            top_p: Optional[float] = None, eos_id: Optional[int | Sequence[int]] = None,
             rng: Optional[jax.Array] = None, decode_layout: Optional[str] = None,
             skip: Optional[skipdecode.SkipSchedule] = None,
             early_exit: Optional[early_exit_lib.EarlyExit] = None) -> Program:
@@ -239,7 +263,7 @@ def prepare(cfg: ModelConfig, params, prompts: Sequence[Sequence[int]], *, max_n
   long_rope = cfg.long_rope and longest + max_new_tokens > cfg.rope_original_max_len
   rng = jax.random.key(0) if rng is None else rng
   args = (jnp.asarray(tokens), jnp.asarray(pads), jnp.int32(max_new_tokens), rng,
-          sampling_params, jnp.int32(-1 if eos_id is None else eos_id), jnp.bool_(long_rope))
+          sampling_params, _eos_arg(eos_id), jnp.bool_(long_rope))
   static = dict(cfg=cfg, mode=mode, cache_len=prompt_len + out_len, out_len=out_len,
                 decode_layout=decode_layout, skip=skip, early_exit=early_exit)
   return Program(nn.unbox(params), args, static)
@@ -247,7 +271,7 @@ def prepare(cfg: ModelConfig, params, prompts: Sequence[Sequence[int]], *, max_n
 
 def generate(cfg: ModelConfig, params, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,
              temperature: float = 0.0, top_k: Optional[int] = None, top_p: Optional[float] = None,
-             eos_id: Optional[int] = None, rng: Optional[jax.Array] = None,
+             eos_id: Optional[int | Sequence[int]] = None, rng: Optional[jax.Array] = None,
              decode_layout: Optional[str] = None,
              skip: Optional[skipdecode.SkipSchedule] = None,
              early_exit: Optional[early_exit_lib.EarlyExit] = None,
@@ -260,7 +284,8 @@ def generate(cfg: ModelConfig, params, prompts: Sequence[Sequence[int]], *, max_
     prompts: token-id lists, of different lengths.
     temperature: 0 = greedy; otherwise sample from softmax(logits / temperature) after the
       top_k / top_p filters.
-    eos_id: a row stops after producing it (the eos token is included in its output).
+    eos_id: an end id, or several (phi-3's [32000, 32001, 32007]): a row stops after producing
+      any of them (that token is included in its output).
     rng: a jax PRNG key for sampling (default key 0).
     decode_layout: how the decode loop holds weights and cache, one of DECODE_LAYOUTS (same
       tokens, different speed and memory; see decoding/layouts.py); None =
@@ -279,12 +304,12 @@ def generate(cfg: ModelConfig, params, prompts: Sequence[Sequence[int]], *, max_
                     decode_layout=decode_layout, skip=skip, early_exit=early_exit)
   out, steps, layers_used = program.run()
   out = np.asarray(out)
+  stops = set(_eos_list(eos_id))
   results = []
   for row in range(len(prompts)):
     new = out[row, :max_new_tokens].tolist()
-    if eos_id is not None and eos_id in new:
-      new = new[:new.index(eos_id) + 1]
-    results.append(new)
+    end = next((t for t, tok in enumerate(new) if tok in stops), None)
+    results.append(new if end is None else new[:end + 1])
   if not return_stats:
     return results
   steps = int(steps)
