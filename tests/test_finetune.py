@@ -135,7 +135,7 @@ def test_prompt_completion_resumes_exactly_and_rejects_bad_records():
   with pytest.raises(ValueError, match="'prompt'"):
     next(bad)
   with pytest.raises(ValueError, match="format"):
-    _pc_config(format="chat").validate()
+    _pc_config(format="dialogue").validate()  # ('chat' is a format now: SFT)
 
 
 def test_training_loss_under_a_schedule_is_the_masked_forward_loss():

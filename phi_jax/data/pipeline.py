@@ -37,6 +37,10 @@ its first seq_len tokens, its prompt cut from the left to at most seq_len / 2 if
                                  token), negative on prompt tokens and padding: the position
                                  SkipDecode's schedule is counted from (decoding.skipdecode)
 
+format='chat' (SFT on conversations) and format='preference' (DPO pairs) pack whole conversations
+/ pairs first-fit the same way; their tokenization, masks and extra features are in
+posttrain_formats.py (`encode_chat=` gives the chat template's encoder; phi_jax.chat makes one).
+
 B is the per-process batch (`batch_size // process_count`). By default every process runs the same
 global pipeline and keeps rows [p*B, (p+1)*B) of each global batch: the data, and the iterator
 state, do not depend on the number of processes. `shard_documents=True` instead gives each process
@@ -53,8 +57,10 @@ from typing import Any, Mapping, Optional, Sequence
 import grain
 import numpy as np
 
+from phi_jax.data import posttrain_formats
+
 FEATURES = ("inputs", "targets", "segment_ids", "positions", "loss_mask")
-FORMATS = ("lm", "prompt_completion")
+FORMATS = ("lm", "prompt_completion", "chat", "preference")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,9 +85,10 @@ class DataConfig:
     shard_documents: shard documents instead of batch rows across processes (see module doc).
       With a finite num_epochs, processes may then run out after different numbers of batches.
     read_threads / prefetch_buffer_size: grain `ReadOptions` for reading and tokenizing.
-    format: 'lm' (documents, concat-then-split) or 'prompt_completion' (see module doc).
+    format: 'lm' (documents, concat-then-split), 'prompt_completion', 'chat' or 'preference'
+      (see module doc).
     prompt_key / target_key: the record fields of a prompt_completion example.
-    packing_bins: first-fit packing bins of prompt_completion (0 = batch_size).
+    packing_bins: first-fit packing bins of the packed formats (0 = batch_size).
   """
 
   name: str = "code_corpus"
@@ -125,6 +132,8 @@ class DataConfig:
       raise ValueError(f"format must be one of {FORMATS}, got {self.format!r}")
     if self.format == "prompt_completion" and self.seq_len < 4:
       raise ValueError(f"seq_len must be >= 4 for prompt_completion, got {self.seq_len}")
+    if self.format == "preference" and self.seq_len < 8:
+      raise ValueError(f"seq_len must be >= 8 for preference pairs, got {self.seq_len}")
 
 
 class TokenizeDocument(grain.transforms.Map):
@@ -235,6 +244,8 @@ def _finalize(batch: Mapping[str, np.ndarray], *, rows: slice,
          "segment_ids": segment_ids[rows].astype(np.int32),
          "positions": positions[rows].astype(np.int32),
          "loss_mask": tokens[rows, :, 2].astype(np.float32)}
+  if tokens.shape[-1] == posttrain_formats.PAIR_COLUMNS:  # preference pairs
+    return posttrain_formats.pair_features(tokens[rows], segment_ids[rows])
   if tokens.shape[-1] == 4:  # prompt_completion: padding gets target_index -1 (full depth)
     out["target_index"] = np.where(out["segment_ids"] > 0, tokens[rows, :, 3], -1).astype(np.int32)
   return out
@@ -262,8 +273,8 @@ def _process(process_index: Optional[int], process_count: Optional[int]) -> tupl
 
 
 def make_dataset(config: DataConfig, tokenizer: Any, *, source: Optional[Sequence[Any]] = None,
-                 process_index: Optional[int] = None,
-                 process_count: Optional[int] = None) -> grain.IterDataset:
+                 process_index: Optional[int] = None, process_count: Optional[int] = None,
+                 encode_chat: Optional[posttrain_formats.EncodeChat] = None) -> grain.IterDataset:
   """The pipeline as a grain IterDataset of per-process batches (see the module doc for features).
 
   Args:
@@ -272,6 +283,8 @@ def make_dataset(config: DataConfig, tokenizer: Any, *, source: Optional[Sequenc
     source: random-access records (dicts with `config.text_key`, or str/bytes); default: the TFDS
       split `config.split` of `config.name` under `config.data_dir`.
     process_index, process_count: default `jax.process_index()` / `jax.process_count()`.
+    encode_chat: messages -> (ids, assistant mask), for format 'chat' (and 'preference' records
+      with messages); see posttrain_formats.
   """
   process_index, process_count = _process(process_index, process_count)
   config.validate(process_count)
@@ -293,8 +306,14 @@ def make_dataset(config: DataConfig, tokenizer: Any, *, source: Optional[Sequenc
     rows = slice(process_index * per_process, (process_index + 1) * per_process)
   read = grain.ReadOptions(num_threads=config.read_threads,
                            prefetch_buffer_size=config.prefetch_buffer_size)
-  if config.format == "prompt_completion":
-    ds = ds.map(TokenizeExample(tokenizer, config.seq_len, config.prompt_key, config.target_key))
+  if config.format in ("prompt_completion", "chat", "preference"):
+    if config.format == "chat":
+      ds = ds.map(posttrain_formats.TokenizeChat(encode_chat, config.seq_len))
+    elif config.format == "preference":
+      ds = ds.map(posttrain_formats.TokenizePair(tokenizer, config.seq_len, encode_chat,
+                                                 config.prompt_key))
+    else:
+      ds = ds.map(TokenizeExample(tokenizer, config.seq_len, config.prompt_key, config.target_key))
     it_ds = grain.experimental.FirstFitPackIterDataset(
         ds.to_iter_dataset(read), length_struct={"tokens": config.seq_len},
         num_packing_bins=config.packing_bins or batch_size, shuffle_bins=False)
@@ -311,8 +330,9 @@ def make_dataset(config: DataConfig, tokenizer: Any, *, source: Optional[Sequenc
 
 
 def make_iterator(config: DataConfig, tokenizer: Any, *, source: Optional[Sequence[Any]] = None,
-                  process_index: Optional[int] = None,
-                  process_count: Optional[int] = None) -> grain.DatasetIterator:
+                  process_index: Optional[int] = None, process_count: Optional[int] = None,
+                  encode_chat: Optional[posttrain_formats.EncodeChat] = None
+                  ) -> grain.DatasetIterator:
   """A checkpointable iterator of training batches: `get_state()` / `set_state()`, or
   `grain.checkpoint.CheckpointSave(it)` / `CheckpointRestore(it)` inside an orbax Composite.
 
@@ -320,13 +340,14 @@ def make_iterator(config: DataConfig, tokenizer: Any, *, source: Optional[Sequen
   needs that (process-independent, by default) state copied by hand.
   """
   return iter(make_dataset(config, tokenizer, source=source, process_index=process_index,
-                           process_count=process_count))
+                           process_count=process_count, encode_chat=encode_chat))
 
 
 def make_eval_batches(config: DataConfig, tokenizer: Any, *, split: str = "validation",
                       max_batches: Optional[int] = None, source: Optional[Sequence[Any]] = None,
-                      process_index: Optional[int] = None,
-                      process_count: Optional[int] = None) -> list[dict[str, np.ndarray]]:
+                      process_index: Optional[int] = None, process_count: Optional[int] = None,
+                      encode_chat: Optional[posttrain_formats.EncodeChat] = None
+                      ) -> list[dict[str, np.ndarray]]:
   """Every document of `split` once, in stored order, as full-shape batches (the last padded).
 
   Deterministic and finite: same list on every call; `max_batches` keeps the first few.
@@ -335,7 +356,7 @@ def make_eval_batches(config: DataConfig, tokenizer: Any, *, split: str = "valid
   config = dataclasses.replace(config, split=split, shuffle=False, num_epochs=1, worker_count=0,
                                drop_remainder=False, shard_documents=False)
   ds = make_dataset(config, tokenizer, source=source, process_index=process_index,
-                    process_count=process_count)
+                    process_count=process_count, encode_chat=encode_chat)
   batches = []
   for batch in ds:
     if max_batches is not None and len(batches) >= max_batches:

@@ -40,6 +40,7 @@ from ml_collections import FieldReference
 #   data.* (below excepted)   dataset, files, split, tokenizer, sequence and batch: the token stream
 #   optimizer.* (below exc.)  AdamW's structure and hyperparameters, the schedule's shape and warmup
 #   skip.*                    the SkipDecode layer schedule trained with
+#   objective, dpo.*          what is optimised (the DPO loss and its reference)
 RESUMABLE = (
     "total_steps",                    # train longer or stop earlier
     "optimizer.decay_steps",          # the schedule's length (0 = total_steps, which may change)
@@ -71,6 +72,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.grad_accum = 1        # microbatches per step (memory); grad_accum x data x fsdp | batch_size
   c.report = True         # report.md, loss.png and samples at the end
   c.init_from = ""        # fine-tune from a training workdir or a Hugging Face folder ('': none)
+  c.objective = "lm"      # 'lm' (next-token loss on loss_mask) | 'dpo' (train/dpo.py: preferences)
 
   # Device mesh (train/mesh.py); -1 fills with the remaining devices.
   c.mesh = ml_collections.ConfigDict(dict(
@@ -108,7 +110,9 @@ def get_config() -> ml_collections.ConfigDict:
       eval_batches=8,             # held-out batches per evaluation
       seed=FieldReference(None, field_type=int),        # data order; None: config.seed
       worker_count=0,             # grain worker processes (0: in-process)
-      format="lm",                # 'lm' (every token) or 'prompt_completion' (loss on completions)
+      format="lm",                # 'lm' (every token), 'prompt_completion' (loss on completions),
+                                  # 'chat' (SFT: loss on assistant turns), 'preference' (DPO pairs)
+      chat_template="phi-3",      # for 'chat' / messages: a built-in name, model folder or .jinja
   ))
 
   c.optimizer = ml_collections.ConfigDict(dict(
@@ -142,6 +146,14 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Completions of these prompts in report.md at the end (greedy at temperature 0).
   c.sample = ml_collections.ConfigDict(dict(prompts=(), max_new_tokens=64, temperature=0.0))
+
+  # DPO (objective='dpo', train/dpo.py): the sigmoid loss with conservative label smoothing.
+  c.dpo = ml_collections.ConfigDict(dict(
+      beta=0.1,              # the KL coefficient
+      label_smoothing=0.0,   # in [0, 0.5): assumed label-flip probability (0 = plain DPO)
+      reference="model",     # 'model' (in the step) | 'precomputed' (once, into the batch) | 'none'
+      reference_from="",     # the frozen reference model ('': init_from's weights)
+  ))
 
   # SkipDecode training (decoding.skipdecode.from_config): the schedule for target_speedup.
   c.skip = ml_collections.ConfigDict(dict(

@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import pathlib
 import shutil
-from typing import Any
+from typing import Any, Optional
 
 import jax
 import ml_collections
@@ -22,6 +23,7 @@ class Inputs:
   train_iter: Any  # grain DatasetIterator of per-process batches (checkpointed with the state)
   eval_batches: list[dict[str, Any]]
   data_config: pipeline.DataConfig
+  encode_chat: Optional[Any] = None  # messages -> (ids, assistant mask): data.chat_template's
 
 
 def _builder_kwargs(data: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -101,11 +103,18 @@ def make_inputs(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
       batch_size=data.batch_size, seed=config.seed if seed is None else seed,
       num_epochs=data.num_epochs, builder_kwargs=kwargs, worker_count=data.worker_count,
       format=data.format)
-  train_iter = pipeline.make_iterator(data_config, tokenizer)
+  encode_chat = None
+  if data.format in ("chat", "preference"):
+    from phi_jax import chat  # pylint: disable=g-import-not-at-top
+    template = chat.load_template(data.chat_template)  # fails here on a bad template
+    encode_chat = functools.partial(chat.encode_with_assistant_mask, template=template,
+                                    tokenizer=tokenizer)
+  train_iter = pipeline.make_iterator(data_config, tokenizer, encode_chat=encode_chat)
   eval_batches: list[dict[str, Any]] = []
   if with_eval:
     eval_batches = pipeline.make_eval_batches(data_config, tokenizer,
-                                              max_batches=data.eval_batches)
-  return Inputs(tokenizer, train_iter, eval_batches, data_config)
+                                              max_batches=data.eval_batches,
+                                              encode_chat=encode_chat)
+  return Inputs(tokenizer, train_iter, eval_batches, data_config, encode_chat)
 
 

@@ -249,6 +249,15 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict
 
   # ---- init or resume -----------------------------------------------------------------------
   abstract, shardings = step_lib.abstract_state(cfg, tx, seq_len, mesh, rng)
+  objective = None
+  if config.objective == "dpo":  # before the restore: 'precomputed' rebuilds data.train_iter
+    from phi_jax.train import dpo
+    objective = dpo.prepare(
+        config, cfg, data, mesh, shardings, tx, schedule, init_params, workdir,
+        load_params=lambda path: load_init(path)[1],
+        place_params=lambda host: _place_params(host, abstract.params, shardings.params))
+  elif config.objective != "lm":
+    raise ValueError(f"objective={config.objective!r} must be 'lm' or 'dpo'")
   checkpointer = ckpt_lib.Checkpointer(workdir / "checkpoints", config.keep_checkpoints)
   restored = checkpointer.restore_latest(abstract, data.train_iter)
   if restored is not None:
@@ -267,9 +276,12 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict
 
   if skip is not None and is_main:
     print(f"Training with SkipDecode: {skip.describe()}", flush=True)
-  train_step = step_lib.jit_train_step(
-      step_lib.make_train_step(cfg, tx, schedule, grad_accum, skip=skip), shardings, mesh)
-  eval_step = step_lib.make_eval_step(cfg, mesh, shardings.params, skip=skip)
+  if objective is not None:
+    train_step, eval_step = objective.train_step, objective.eval_step
+  else:
+    train_step = step_lib.jit_train_step(
+        step_lib.make_train_step(cfg, tx, schedule, grad_accum, skip=skip), shardings, mesh)
+    eval_step = step_lib.make_eval_step(cfg, mesh, shardings.params, skip=skip)
   # Task evaluations (HumanEval, MBPP, multiple choice, perplexity) every `every.evals` steps.
   periodic_eval = None
   if every.evals and config.evals.tasks:

@@ -1,6 +1,6 @@
 """TFDS dataset builders (array_record, no TensorFlow) and `build`, which prepares one on demand.
 
-The six datasets (`BUILDERS`):
+The datasets (`BUILDERS`):
   code_corpus          .py files of a folder (default: this interpreter's standard library),
                        split into train / validation by file (code_corpus.py)
   text_corpus          prose files (e.g. Debian's python3.11-doc reST), the same machinery
@@ -11,6 +11,8 @@ The six datasets (`BUILDERS`):
   synthetic_exercises  synthetic exercises (prompt / target), the same (synthetic.py)
   filtered_corpus      the kept documents of a `python -m phi_jax.curation` pipeline, with their
                        quality scores (filtered_corpus.py)
+  conversations        chat conversations from JSONL, for SFT (conversations.py)
+  preferences          chosen / rejected preference pairs from JSONL, for DPO (conversations.py)
 
     builder = build('code_corpus', '/tmp/tfds', max_files=30)   # stdlib .py files, 30 of them
     train = builder.as_data_source('train')                      # train[i] -> {'text': b'...', ...}
@@ -30,6 +32,7 @@ import tensorflow_datasets as tfds
 
 from phi_jax.data.builders.code_corpus import (CodeCorpus, FileCorpusBuilder, FileCorpusConfig,
                                                list_files, split_files)
+from phi_jax.data.builders.conversations import Conversations, Preferences
 from phi_jax.data.builders.docstring_code import DocstringCode
 from phi_jax.data.builders.filtered_corpus import FilteredCorpus
 from phi_jax.data.builders.synthetic import SyntheticExercises, SyntheticTextbooks
@@ -38,11 +41,12 @@ from phi_jax.data.builders.text_corpus import TextCorpus
 BUILDERS: dict[str, type[tfds.core.GeneratorBasedBuilder]] = {
     "code_corpus": CodeCorpus, "text_corpus": TextCorpus, "docstring_code": DocstringCode,
     "synthetic_textbooks": SyntheticTextbooks, "synthetic_exercises": SyntheticExercises,
-    "filtered_corpus": FilteredCorpus}
+    "filtered_corpus": FilteredCorpus, "conversations": Conversations,
+    "preferences": Preferences}
 
-__all__ = ["BUILDERS", "CodeCorpus", "DocstringCode", "FilteredCorpus", "FileCorpusBuilder",
-           "FileCorpusConfig", "TextCorpus", "build", "list_files", "split_files",
-           "SyntheticExercises", "SyntheticTextbooks"]
+__all__ = ["BUILDERS", "CodeCorpus", "Conversations", "DocstringCode", "FilteredCorpus",
+           "FileCorpusBuilder", "FileCorpusConfig", "Preferences", "TextCorpus", "build",
+           "list_files", "split_files", "SyntheticExercises", "SyntheticTextbooks"]
 
 
 def build(name: str, data_dir: str | os.PathLike, *, prepare: bool = True,
