@@ -17,10 +17,10 @@ The search that chose these settings, and how far they are from the issue's goal
 experiments/tinycoder/RESULTS.md.
 
 Variants: `:smoke` (a one-minute version for tests); `:long` (the recipe at the token budget
-where it works: d_model 128, 700 steps = 2.9M tokens per arm, the mixture 30k exercises + 15k
-drills; ~20 minutes per study on the 2-core machine); `:arm=raw` (with or without the others) is
-one arm's ordinary training run on its own (`arm=textbook` too, given the made mixture:
-`--config.data.source_dir=DIR/data/textbook/dataset`).
+where it starts to work: d_model 128, 700 steps = 2.9M tokens per arm, the mixture 30k
+exercises + 15k drills; 35 minutes for seed 0 on the shared 2-core machine); `:arm=raw` (with
+or without the others) is one arm's ordinary training run on its own (`arm=textbook` too, given
+the made mixture: `--config.data.source_dir=DIR/data/textbook/dataset`).
 
 Seeds: `sweep()` runs the study for seeds 0, 1, 2 (model init and data order; the mixture is the
 same), and experiments/tinycoder/report.py gives the spread across them:

@@ -72,8 +72,9 @@ def markdown(agg: dict[str, Any]) -> str:
   pct = lambda v: f"{100 * v:.1f}"  # noqa: E731
   lines = [f"Seeds {', '.join(map(str, seeds))}; {agg['num_params']:,} parameters; "
            f"{agg['tokens_per_arm']:,} training tokens per arm. Mean pass@1 across seeds "
-           "[95% t-interval across seeds] (per seed); pooled over all seeds' problems "
-           "[95% Wilson].", "",
+           "[95% t-interval across seeds] (per seed); pooled over all seeds' answers [95% Wilson; "
+           "every seed answers the same problems, so this interval treats repeated answers as "
+           "independent and is narrower than the seed spread warrants].", "",
            "| set | " + " | ".join(arms) + " |", "|---|" + "---|" * len(arms)]
   for name, per_arm in agg["sets"].items():
     cells = []
