@@ -297,3 +297,17 @@ def test_dpo_from_the_sft_run_resumes_exactly(sft_run):
     np.testing.assert_array_equal(a, b)
   reference = np.load(root / "half" / "reference_logps_train.npy")
   assert reference.shape[1] == 2 and np.all(reference < 0)  # real log-probs, computed once
+  # the cache is keyed by the reference's params: the same SFT model, the same fingerprint
+  meta = json.loads((root / "half" / "reference_logps_train.json").read_text())
+  assert meta == json.loads((root / "full" / "reference_logps_train.json").read_text())
+  assert meta["rows"] == reference.shape[0]
+
+
+def test_reference_fingerprint_follows_the_params():
+  params = {"a": {"w": np.arange(6, dtype=np.float32).reshape(2, 3)}, "b": np.ones(4, np.float32)}
+  same = {"a": {"w": np.arange(6, dtype=np.float32).reshape(2, 3)}, "b": np.ones(4, np.float32)}
+  assert dpo.params_fingerprint(params) == dpo.params_fingerprint(same)
+  changed = {"a": {"w": params["a"]["w"] + 1e-3}, "b": params["b"]}
+  assert dpo.params_fingerprint(changed) != dpo.params_fingerprint(params)
+  renamed = {"a": {"v": params["a"]["w"]}, "b": params["b"]}
+  assert dpo.params_fingerprint(renamed) != dpo.params_fingerprint(params)

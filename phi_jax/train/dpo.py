@@ -21,8 +21,9 @@ row are pair k's chosen / rejected sequence, loss_mask marks completion targets.
   'model'        the reference params (dpo.reference_from, else init_from) enter the same jitted
                  step, in the policy's shardings, and are never updated;
   'precomputed'  the reference's sequence log-probs are computed once, before training, over every
-                 train and validation record (saved as WORKDIR/reference_logps_<split>.npy, reused
-                 on resume) and travel in the batch (`reference_logps`); the reference params are
+                 train and validation record (saved as WORKDIR/reference_logps_<split>.npy with
+                 a fingerprint of the reference params in reference_logps_<split>.json; reused
+                 on resume only while both match) and travel in the batch (`reference_logps`); the reference params are
                  then dropped;
   'none'         reference-free.
 The train state, checkpoints and resume are the ordinary ones (train/step.py, train/loop.py): only
@@ -32,6 +33,8 @@ the policy is trained and saved.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import pathlib
 from typing import Any, Callable, Optional
 
@@ -290,6 +293,19 @@ class Objective:
   eval_step: Callable
 
 
+def params_fingerprint(params: Any) -> str:
+  """A short hash of params' values (per leaf: its path, shape, sum and sum of squares in
+  float32, computed where the leaves live): changes when the reference model does."""
+  leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+  stats = jax.device_get([(jnp.sum(x.astype(jnp.float32)), jnp.sum(jnp.square(x.astype(
+      jnp.float32)))) for _, x in leaves])
+  h = hashlib.sha256()
+  for (path, x), (total, squares) in zip(leaves, stats):
+    h.update(f"{jax.tree_util.keystr(path)}{tuple(x.shape)}".encode())
+    h.update(np.asarray([total, squares], np.float32).tobytes())
+  return h.hexdigest()[:16]
+
+
 def prepare(config: ml_collections.ConfigDict, cfg: ModelConfig, data: Any,
             mesh: jax.sharding.Mesh, state_shardings: Any, tx: optax.GradientTransformation,
             schedule: optax.Schedule, init_params: Any, workdir: pathlib.Path,
@@ -322,10 +338,13 @@ def prepare(config: ml_collections.ConfigDict, cfg: ModelConfig, data: Any,
     tokenize = posttrain_formats.TokenizePair(data.tokenizer, seq_len, data.encode_chat,
                                               data.data_config.prompt_key)
     sources = {}
+    fingerprint = params_fingerprint(ref_params)
     for split in ("train", "validation"):
       split_source = pipeline.load_source(dataclasses.replace(data.data_config, split=split))
       path = workdir / f"reference_logps_{split}.npy"
-      values = np.load(path) if path.exists() else None
+      meta_path = path.with_suffix(".json")
+      meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+      values = np.load(path) if path.exists() and meta.get("fingerprint") == fingerprint else None
       if values is None or values.shape != (len(split_source), 2):
         print(f"Precomputing the reference log-probs of {len(split_source)} {split} pairs",
               flush=True)
@@ -334,6 +353,9 @@ def prepare(config: ml_collections.ConfigDict, cfg: ModelConfig, data: Any,
         if jax.process_index() == 0:
           np.save(f"{path}.tmp.npy", values)
           pathlib.Path(f"{path}.tmp.npy").replace(path)
+          tmp = meta_path.with_suffix(".json.tmp")
+          tmp.write_text(json.dumps({"fingerprint": fingerprint, "rows": len(split_source)}))
+          tmp.replace(meta_path)
       sources[split] = posttrain_formats.WithReference(split_source, values)
     data.train_iter = pipeline.make_iterator(data.data_config, data.tokenizer,
                                              source=sources["train"], encode_chat=data.encode_chat)
