@@ -18,7 +18,7 @@ experiments/tinycoder/RESULTS.md.
 
 Variants: `:smoke` (a one-minute version for tests); `:long` (the recipe at the token budget
 where it starts to work: d_model 128, 700 steps = 2.9M tokens per arm, the mixture 30k
-exercises + 15k drills; 35 minutes for seed 0 on the shared 2-core machine); `:arm=raw` (with
+exercises + 15k drills; 28 minutes on the idle 2-core machine); `:arm=raw` (with
 or without the others) is one arm's ordinary training run on its own (`arm=textbook` too, given
 the made mixture: `--config.data.source_dir=DIR/data/textbook/dataset`).
 

@@ -2,7 +2,7 @@
 # The tiny coder across seeds: the quickstart study (configs/quickstart.py) for seeds 0, 1, 2,
 # then the table across seeds (experiments/tinycoder/report.py -> seeds.json, seeds.md).
 #
-#   bash experiments/tinycoder/run.sh                 # VARIANT=long: ~35 min per seed, 2 cores
+#   bash experiments/tinycoder/run.sh                 # VARIANT=long: ~28 min per seed, 2 cores
 #   VARIANT= ROOT=workdirs/tinycoder_10min bash experiments/tinycoder/run.sh   # the 10-min main job
 #
 # Resumable: rerunning skips finished studies (phi_jax.sweep) and resumes a study where it
