@@ -216,10 +216,9 @@ def plot(runs: Sequence[Run], metrics: Sequence[str], path: pathlib.Path) -> Opt
         curves[m].append((run.slug, points))
   if not any(curves.values()):
     return None
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4), dpi=100, squeeze=False)
+  from phi_jax.train.report import new_figure, save_figure  # pylint: disable=g-import-not-at-top
+  fig = new_figure((6 * len(metrics), 4))
+  axes = fig.subplots(1, len(metrics), squeeze=False)
   for ax, m in zip(axes[0], metrics):
     for label, points in curves[m]:
       ax.plot(*zip(*points), "o-" if len(points) < 4 else "-", label=label)
@@ -228,9 +227,7 @@ def plot(runs: Sequence[Run], metrics: Sequence[str], path: pathlib.Path) -> Opt
     ax.grid(alpha=0.3)
     if curves[m]:
       ax.legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path)
-  plt.close(fig)
+  save_figure(fig, path)
   return path
 
 
