@@ -2,7 +2,9 @@
 Report", Abdin et al., arXiv 2404.14219, section 3: the pretrained model is finetuned with SFT and
 then DPO, in the chat format `<|user|>\\n...<|end|>\\n<|assistant|>`).
 
-Variants (comma-separated): `sft` or `dpo` (one of them), `tiny`, `init_from=PATH`,
+Variants (comma-separated): `sft` or `dpo` (one of them), `tiny` or `coder` (the tiny coder of
+configs/quickstart.py:long, post-trained by experiments/phi3_posttrain: 400 SFT steps at 5e-4,
+200 DPO steps at 2e-5, 16 rows of 256 tokens, float32), `init_from=PATH`,
 `reference=model|precomputed|none` (DPO's reference, see phi_jax/train/dpo.py).
 
     sft   data.format='chat': multi-turn {"messages": [...]} JSONL (the `conversations` dataset),
@@ -59,13 +61,15 @@ REFERENCES = ("model", "precomputed", "none")
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   """The post-training config for `arg`: sft | dpo, tiny, init_from=PATH, reference=..."""
-  v = parse_arg(arg, {"sft": False, "dpo": False, "tiny": False, "init_from": "",
-                      "reference": "model"})
+  v = parse_arg(arg, {"sft": False, "dpo": False, "tiny": False, "coder": False,
+                      "init_from": "", "reference": "model"})
   if v["sft"] == v["dpo"]:
     raise ValueError(f"choose exactly one of 'sft' and 'dpo' in {arg!r}")
   if v["reference"] not in REFERENCES:
     raise ValueError(f"reference={v['reference']!r}: choose one of {REFERENCES}")
-  sft, tiny = bool(v["sft"]), bool(v["tiny"])
+  sft, tiny, coder = bool(v["sft"]), bool(v["tiny"]), bool(v["coder"])
+  if tiny and coder:
+    raise ValueError(f"choose at most one of 'tiny' and 'coder' in {arg!r}")
   if not v["init_from"] and not tiny:
     raise ValueError("post-training starts from a model: add init_from=PATH (a Hugging Face "
                      "folder, a phi_jax checkpoint or a training workdir; for dpo, the SFT run)")
@@ -121,4 +125,21 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
                   tokenizer_train_bytes=1_000_000, seq_len=128, batch_size=8, eval_batches=2)
     c.optimizer.update(learning_rate=3e-3 if sft else 1e-3, warmup_fraction=0.1)
     c.sample.update(max_new_tokens=16)
+  if coder:  # the tiny coder (configs/quickstart.py:long, d128): experiments/phi3_posttrain
+    c.total_steps = 400 if sft else 200
+    c.log_every = 10
+    c.eval_every_fraction = 0.25
+    c.checkpoint_every = c.total_steps
+    c.keep_checkpoints = 1
+    c.grad_accum = 1
+    c.report = False
+    c.mesh.update(data=-1, fsdp=1, tensor=1)
+    c.model.update(dtype="float32", remat_policy="none")
+    c.data.update(seq_len=256, batch_size=16, eval_batches=4, validation_fraction=0.02 if sft
+                  else 0.05)
+    c.optimizer.update(learning_rate=5e-4 if sft else 2e-5, warmup_fraction=0.05,
+                       weight_decay=0.0)
+    c.sample.update(prompts=(
+        "<|user|>\nComplete this Python function.\n\ndef add_two(n: int) -> int:\n"
+        "    \"\"\"Return n plus 2.\"\"\"\n<|end|>\n<|assistant|>\n",), max_new_tokens=32)
   return c

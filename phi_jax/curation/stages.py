@@ -27,6 +27,10 @@ Stages (a config section of the same name holds each one's settings):
              or kind='mixture': the tiny coder's exercises + textbook sections (`mixture.make`)
   validate   re-check generated records: exercises parse and pass their asserts in the sandbox
              (`procedural.run_programs`); textbooks pass `synthetic.check_textbook`
+  conversations  SFT chat data: held-in procedural exercises as user task -> assistant solution
+             (`preferences.make_conversations`), decontaminated
+  preferences    DPO pairs: replies sampled from `preferences.model`, run in the sandbox, a passing
+             one (chosen) with a failing one (rejected) per prompt (`preferences.make_preferences`)
   dataset    write the TFDS dataset (`filtered_corpus` or `synthetic_exercises/_textbooks`) that
              a training config reads: data.dataset, data.source_dir, data.data_dir are printed
 """
@@ -401,6 +405,33 @@ def stage_validate(ctx: Context, s: ml_collections.ConfigDict, records: Records,
                      {"rejected": rejected})
 
 
+# ---- post-training data -------------------------------------------------------------------------
+
+def stage_conversations(ctx: Context, s: ml_collections.ConfigDict, records: Records,
+                        out: pathlib.Path) -> StageOutput:
+  del ctx, records
+  from phi_jax.curation import preferences  # pylint: disable=g-import-not-at-top
+  rows, info, report = preferences.make_conversations(s)
+  write_json(out / "decontam_report.json", report)
+  return StageOutput(rows, info)
+
+
+def stage_preferences(ctx: Context, s: ml_collections.ConfigDict, records: Records,
+                      out: pathlib.Path) -> StageOutput:
+  del records
+  from phi_jax.curation import preferences  # pylint: disable=g-import-not-at-top
+  rows, info, report = preferences.make_preferences(s, progress=ctx.progress)
+  write_json(out / "decontam_report.json", report)
+  write_json(out / "counts.json", info)
+  return StageOutput(rows, info)
+
+
+def preferences_fingerprint(ctx: Context, s: ml_collections.ConfigDict) -> str:
+  del ctx
+  from phi_jax.curation import preferences  # pylint: disable=g-import-not-at-top
+  return preferences.model_fingerprint(s.model) if s.model else ""
+
+
 # ---- dataset -----------------------------------------------------------------------------------
 
 def stage_dataset(ctx: Context, s: ml_collections.ConfigDict, records: Records,
@@ -426,9 +457,11 @@ def stage_dataset(ctx: Context, s: ml_collections.ConfigDict, records: Records,
 STAGES: dict[str, Callable[..., StageOutput]] = {
     "source": stage_source, "dedup": stage_dedup, "quality": stage_quality,
     "decontam": stage_decontam, "teacher": stage_teacher, "synthetic": stage_synthetic,
-    "validate": stage_validate, "dataset": stage_dataset}
+    "validate": stage_validate, "conversations": stage_conversations,
+    "preferences": stage_preferences, "dataset": stage_dataset}
 INPUT_FINGERPRINTS: dict[str, Callable[[Context, ml_collections.ConfigDict], str]] = {
-    "source": source_fingerprint, "teacher": teacher_fingerprint}
+    "source": source_fingerprint, "teacher": teacher_fingerprint,
+    "preferences": preferences_fingerprint}
 
 
 # ---- the runner --------------------------------------------------------------------------------
