@@ -21,9 +21,13 @@ Tokens per optimizer step = data.batch_size x data.seq_len, whatever grad_accum 
 splits the global batch into microbatches (per-device microbatch = batch_size / (grad_accum x
 data x fsdp) rows). The defaults (8 rows of 2048 per device per microbatch on 8 devices for 1.3b,
 16 for 350m) fit an 80 GiB GPU: `python -m phi_jax.aot --config=configs/phi1.py:size=1.3b --devices=8
---device_memory_gb=80` measured here 49.3 GiB per device for 1.3b pretraining (2.0 GiB of
-params + Adam state, 47.3 GiB of temporaries as estimated by XLA:CPU: mostly [8, 32, 2048, 2048]
-attention scores and their dropout mask), 52.2 GiB for the 1.3b finetune, 46.2 GiB for 350m.
+--device_memory_gb=80` measured here 12.0 GiB per device for 1.3b pretraining (2.0 GiB of
+params + Adam state, 10.0 GiB of temporaries as estimated by XLA:CPU, compiled with the layer scan
+rolled, model.scan_unroll=1, as on a GPU). loss_chunk_len=512 computes the LM head and loss in
+chunks of 512 positions; with the full logits (loss_chunk_len=0) it was 19.2 GiB (17.2 GiB of
+temporaries, mostly the [8, 2048, 51200] float32 logits and their gradient), and with
+attention_impl='xla' as well 49.3 GiB (the [8, 32, 2048, 2048] attention scores and their dropout
+mask); with 'xla' and full logits, 52.2 GiB for the 1.3b finetune and 46.2 GiB for 350m.
 batch_size must stay divisible by grad_accum x data x fsdp devices: on 64 devices use
 --config.grad_accum=2, say.
 
@@ -97,11 +101,16 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.grad_accum = _GRAD_ACCUM[(v["size"], v["stage"])]
   c.report = True
   c.mesh.update(data=1, fsdp=-1, tensor=1)
+  # The LM head + loss over chunks of 512 positions (train/chunked_loss.py): one chunk's float32
+  # logits at a time instead of all [rows, seq_len, vocab] and their gradient.
+  c.loss_chunk_len = 512
 
   # Architecture from the preset; bf16 compute, fp32 master weights; dropout 0.1 attn + residual.
+  # Attention 'auto': blockwise O(T) attention at 2048 tokens on CPU and GPU (cuDNN has no
+  # attention dropout, so the GPU runs blockwise too), splash on TPU; plain XLA below 1k tokens.
   c.model = config_base.model(
       SIZES[v["size"]], dtype="bfloat16", param_dtype="float32", attn_dropout=0.1,
-      resid_dropout=0.1, embd_dropout=0.0, remat_policy="full")
+      resid_dropout=0.1, embd_dropout=0.0, remat_policy="full", attention_impl="auto")
 
   c.data.update(
       dataset="code_corpus",
@@ -139,6 +148,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.checkpoint_every = 40
     c.keep_checkpoints = 2
     c.grad_accum = 2
+    c.loss_chunk_len = 0  # full logits (a 1,024-token vocabulary)
     c.optimizer.warmup_fraction = 2 / 80 if finetune else 8 / 80
     c.model.update(vocab_size=-1, d_model=128, num_layers=2, num_heads=4, mlp_dim=512,
                    rotary_dim=16, max_seq_len=512, dtype="float32", remat_policy="none")

@@ -12,7 +12,8 @@ Tokens per optimizer step = data.batch_size x data.seq_len; grad_accum=32 only s
 microbatches of 8 rows of 2048 per device on 8 devices (batch_size must stay divisible by
 grad_accum x data x fsdp devices: on 64 devices use --config.grad_accum=4). Check the memory with
 `python -m phi_jax.aot --config=configs/phi1_5.py --devices=8 --device_memory_gb=80`: measured here
-27.0 GiB per device (temporaries estimated by XLA:CPU; no attention dropout, unlike phi-1's 49 GiB).
+11.1 GiB per device (temporaries estimated by XLA:CPU, the layer scan rolled: model.scan_unroll=1);
+18.5 GiB with the full logits (loss_chunk_len=0), 27.0 GiB with attention_impl='xla' as well.
 
 Full scale (the data is not shipped). The loop reads one dataset: put the synthetic textbooks (and
 the code data, as text files) under one folder for the `text_corpus` builder (.txt/.md/.rst), or
@@ -60,10 +61,14 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.grad_accum = 32  # microbatch: 2048 / (32 x 8 devices) = 8 rows per device
   c.report = True
   c.mesh.update(data=1, fsdp=-1, tensor=1)
+  # The LM head + loss over chunks of 512 positions (train/chunked_loss.py): one chunk's float32
+  # logits at a time instead of all [rows, seq_len, vocab] and their gradient.
+  c.loss_chunk_len = 512
 
   c.model = config_base.model(
       "phi-1.5", dtype="bfloat16", param_dtype="float32", attn_dropout=0.0, resid_dropout=0.0,
-      embd_dropout=0.0, remat_policy="full")
+      embd_dropout=0.0, remat_policy="full",
+      attention_impl="auto")  # cuDNN on GPU, splash on TPU, blockwise on CPU; XLA below 1k tokens
 
   c.data.update(
       dataset="text_corpus",
@@ -91,6 +96,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.checkpoint_every = 40
     c.keep_checkpoints = 2
     c.grad_accum = 2
+    c.loss_chunk_len = 0  # full logits (a 1,024-token vocabulary)
     c.model.update(vocab_size=-1, d_model=128, num_layers=2, num_heads=4, mlp_dim=512,
                    rotary_dim=16, max_seq_len=512, dtype="float32", remat_policy="none")
     c.data.update(dataset="code_corpus", source_dir="", max_files=60, validation_fraction=0.05,

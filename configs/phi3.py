@@ -22,7 +22,8 @@ grad_accum splits the global batch into microbatches (rows per device per microb
 mini 4, small 1, medium 2); tokens per optimizer step = batch_size x seq_len regardless. batch_size
 must stay divisible by grad_accum x data x fsdp devices. Check what fits with
 `python -m phi_jax.aot --config=configs/phi3.py:size=mini --devices=8 --device_memory_gb=80`;
-measured here on 8 simulated devices (temporaries estimated by XLA:CPU), per device: mini 47.3 GiB,
+measured here on 8 simulated devices (temporaries estimated by XLA:CPU) before attention_impl
+'auto' (with 'xla', not re-measured since), per device: mini 47.3 GiB,
 small 59.8 GiB (98.7 GiB with 2 rows per device: does not fit 80), medium 60.8 GiB.
 
 Full scale (no data or tokenizer ships: set data.source_dir to a folder of text files and
@@ -82,9 +83,14 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.grad_accum = GRAD_ACCUM[size]
   c.report = True
   c.mesh.update(data=1, fsdp=-1, tensor=1)
+  # The LM head + loss over chunks of 512 positions (train/chunked_loss.py): one chunk's float32
+  # logits at a time instead of all [rows, seq_len, vocab] and their gradient.
+  c.loss_chunk_len = 512
 
+  # attention 'auto': cuDNN on GPU, splash on TPU, blockwise on CPU (block-sparse layers of
+  # phi-3-small always blockwise); XLA below 1k tokens
   c.model = config_base.model(SIZES[size], dtype="bfloat16", param_dtype="float32",
-                              remat_policy="full")
+                              remat_policy="full", attention_impl="auto")
 
   c.data.update(
       dataset="text_corpus",
@@ -113,6 +119,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.checkpoint_every = 40
     c.keep_checkpoints = 2
     c.grad_accum = 2
+    c.loss_chunk_len = 0  # full logits (a 1,024-token vocabulary)
     c.optimizer.warmup_fraction = 8 / 80
     c.model.update(vocab_size=-1, d_model=128, num_layers=2, num_heads=4,
                    num_kv_heads=TINY_KV_HEADS[size], mlp_dim=384, max_seq_len=512,

@@ -63,7 +63,8 @@ def _compile(config: Any, cfg: Any, mesh: Any) -> dict[str, Any]:
            for k in ("inputs", "targets", "segment_ids", "positions")}
   batch["loss_mask"] = jax.ShapeDtypeStruct((batch_size, seq_len), jnp.float32, sharding=batch_sh)
   train_step = step_lib.jit_train_step(
-      step_lib.make_train_step(cfg, tx, schedule, grad_accum), shardings, mesh)
+      step_lib.make_train_step(cfg, tx, schedule, grad_accum,
+                               loss_chunk_len=int(config.loss_chunk_len)), shardings, mesh)
 
   t0 = time.perf_counter()
   with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
@@ -93,9 +94,20 @@ _LINEAR = ("num_params", "params_bytes", "opt_state_bytes", "batch_bytes", "argu
            "output_bytes", "alias_bytes", "temp_bytes", "generated_code_bytes")
 
 
+def training_forms(cfg: Any, target: str) -> Any:
+  """cfg with its 'auto' training forms (scan_unroll 0, weight_grad 'auto') resolved as they
+  would be on `target` ('cpu', 'gpu', 'tpu'): an estimate for accelerators compiled on simulated
+  CPU devices must not take the CPU forms (every layer unrolled would multiply the temporaries)."""
+  from phi_jax.models import layers as layers_lib
+  from phi_jax.models import transformer
+  return cfg.replace(scan_unroll=transformer.resolve_scan_unroll(cfg, target),
+                     weight_grad=layers_lib.resolve_weight_grad(cfg, target))
+
+
 def memory_report(config: Any, num_devices: int, *, layers: Optional[int] = None,
                   devices: Optional[Sequence[Any]] = None,
-                  device_memory_gb: Optional[float] = None) -> dict[str, Any]:
+                  device_memory_gb: Optional[float] = None,
+                  target: Optional[str] = None) -> dict[str, Any]:
   """Per-device memory of the train step of `config` (an ml_collections ConfigDict) on a mesh of
   `num_devices` devices (`config.mesh`, -1 filled), compiled ahead of time without allocating.
 
@@ -105,6 +117,9 @@ def memory_report(config: Any, num_devices: int, *, layers: Optional[int] = None
     num_devices: mesh size; the first `num_devices` of `devices` (default `jax.devices()`).
     layers: compile K-layer and 2K-layer cuts and extrapolate linearly to the real depth.
     device_memory_gb: if given, `fits` says whether `total_bytes` fits in that many GiB.
+    target: the backend the estimate is for, whose 'auto' training forms the compile uses
+      (`training_forms`): default 'gpu' on CPU devices (the simulated mesh stands in for
+      accelerators), else the devices' own platform. 'cpu' estimates a CPU run.
 
   Returns a dict: model, num_params, mesh, platform, num_devices, layers_compiled, and per-device
   bytes params_bytes, opt_state_bytes, batch_bytes, argument_bytes, output_bytes, alias_bytes
@@ -129,7 +144,9 @@ def memory_report(config: Any, num_devices: int, *, layers: Optional[int] = None
                      f"x data x fsdp mesh size ({data_devices}); change --config.grad_accum, "
                      "--config.data.batch_size or the device count")
   vocab = int(config.data.tokenizer_vocab_size) or None
-  cfg = loop.model_config(config, vocab)
+  platform = available[0].platform
+  target = target or ("gpu" if platform == "cpu" else platform)
+  cfg = training_forms(loop.model_config(config, vocab), target)
   full_layers = cfg.num_layers
   if layers is None or layers >= full_layers:
     figures = _compile(config, cfg, mesh)
@@ -147,12 +164,12 @@ def memory_report(config: Any, num_devices: int, *, layers: Optional[int] = None
     compiled_layers = [layers, k2]
   total = (figures["argument_bytes"] + figures["output_bytes"] - figures["alias_bytes"]
            + figures["temp_bytes"])
-  platform = available[0].platform
   return {
       "model": cfg.name, "num_layers": full_layers, "layers_compiled": compiled_layers,
       "mesh": dict(mesh.shape), "num_devices": num_devices, "platform": platform,
       "batch_size": batch_size, "seq_len": int(config.data.seq_len), "grad_accum": grad_accum,
       "dtype": cfg.dtype, "param_dtype": cfg.param_dtype, "remat_policy": cfg.remat_policy,
+      "target": target, "scan_unroll": cfg.scan_unroll, "weight_grad": cfg.weight_grad,
       **figures, "total_bytes": total, "temp_estimated_by_cpu": platform == "cpu",
       "device_memory_gb": device_memory_gb,
       "fits": None if device_memory_gb is None else total <= device_memory_gb * GiB,
@@ -177,6 +194,7 @@ def format_report(r: dict[str, Any]) -> str:
       f"({micro} rows per device per microbatch), mesh {r['mesh']}",
       f"compiled for {devices} from {layers}: lowering {r['lower_seconds']:.1f} s, "
       f"compile {r['compile_seconds']:.1f} s",
+      f"as on {r['target']}: scan_unroll {r['scan_unroll']}, weight_grad {r['weight_grad']}",
       "",
       "per-device memory",
       f"  parameters                {gib(r['params_bytes'])}",
@@ -221,6 +239,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       help="compile K- and 2K-layer cuts and extrapolate (default: the real depth)")
   parser.add_argument("--platform", choices=("cpu", "default"), default="cpu",
                       help="cpu: N simulated CPU devices (default); default: jax's real devices")
+  parser.add_argument("--target", choices=("gpu", "tpu", "cpu"), default=None,
+                      help="the backend the estimate is for (its 'auto' scan unroll and weight "
+                      "gradient forms); default gpu on simulated CPU devices")
   parser.add_argument("--json", action="store_true", help="print the report as one JSON line too")
   args, overrides = parser.parse_known_args(argv)
   bad = [o for o in overrides if not o.startswith("--config.")]
@@ -235,7 +256,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   try:
     config = load_config(args.config, [o[len("--config."):] for o in overrides])
     report = memory_report(config, args.devices, layers=args.layers,
-                           device_memory_gb=args.device_memory_gb)
+                           device_memory_gb=args.device_memory_gb, target=args.target)
   except ValueError as e:
     print(f"error: {e}", file=sys.stderr)
     return 1

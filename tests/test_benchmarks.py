@@ -67,3 +67,55 @@ def test_train_benchmark_smoke():
     assert last[side] < first[side] - 0.01, (side, first[side], last[side])
   drop_jax, drop_ref = first["phi_jax"] - last["phi_jax"], first["reference"] - last["reference"]
   assert abs(drop_jax - drop_ref) < 0.3 * drop_ref, (drop_jax, drop_ref)
+
+
+def test_train_mfu_tiny_reports_the_formula_and_the_aot_estimate():
+  """experiments/perf/train_mfu.py --tiny (the CPU rehearsal of the GPU MFU run)."""
+  result = _run_json("experiments/perf/train_mfu.py", "--tiny", "--peak_tflops", "1")
+  assert result["benchmark"] == "train_mfu" and result["platform"] == "cpu"
+  model = result["model"]
+  tokens = result["batch"] * result["seq_len"]
+  assert tokens == result["tokens_per_step"] == 2 * 64
+  # PaLM's model FLOPs: tokens x (6 N + 12 L T d), N = params without the embedding table.
+  n = result["num_params"] - result["embedding_params"]
+  assert result["embedding_params"] == model["vocab"] * model["d_model"]
+  attention = 12 * model["num_layers"] * result["seq_len"] * model["d_model"]
+  assert result["flops"] == tokens * (6 * n + attention)
+  assert result["flops_causal"] == tokens * (6 * n + attention // 2)
+  assert math.isclose(result["mfu"], result["flops"] / result["step_s"] / 1e12, rel_tol=1e-9)
+  est = result["aot_estimate"]
+  assert est["total_bytes"] == (est["argument_bytes"] + est["output_bytes"] - est["alias_bytes"]
+                                + est["temp_bytes"])
+  # fp32 params + two fp32 Adam moments: the state the step takes and donates.
+  assert est["params_bytes"] == 4 * result["num_params"]
+  assert est["opt_state_bytes"] >= 2 * est["params_bytes"]
+  assert est["alias_bytes"] >= est["params_bytes"] + est["opt_state_bytes"] - 64
+  assert all(math.isfinite(x) for x in result["losses"]) and len(result["losses"]) == 3
+  assert abs(result["losses"][0] - math.log(model["vocab"])) < 0.5
+
+
+def test_decode_roofline_tiny_counts_the_bytes_a_step_reads():
+  """experiments/perf/decode_roofline.py --tiny (the CPU rehearsal of the GPU roofline run)."""
+  result = _run_json("experiments/perf/decode_roofline.py", "--tiny", "--hbm_tbps", "1")
+  assert result["benchmark"] == "decode_roofline" and result["dtype"] == "bfloat16"
+  model = result["model"]
+  embed = model["vocab"] * model["d_model"]
+  assert result["weight_bytes"] == 2 * (model["num_params"] - embed)  # bf16, no embedding table
+  # k and v of every layer, 4 heads x 16 dims, over prompt bucket 32 + new-token bucket 64 slots
+  assert result["kv_bytes_read"] == (32 + 64) * 2 * model["num_layers"] * 64 * 2
+  assert result["kv_bytes_filled"] < result["kv_bytes_read"]
+  per_s = (result["weight_bytes"] + result["kv_bytes_read"]) / result["step_s"]
+  assert math.isclose(result["bytes_per_s"], per_s, rel_tol=1e-9)
+  assert math.isclose(result["fraction"], per_s / 1e12, rel_tol=1e-9)
+  assert result["layout"] in ("stacked", "per_layer", "per_layer_t")
+
+
+def test_decode_benchmark_bfloat16_reports_its_divergence_from_float32():
+  pytest.importorskip("torch")
+  pytest.importorskip("transformers")
+  result = _run_json("experiments/perf/decode_vs_hf.py", "--quick", "--dtype=bfloat16",
+                     "--batch_sizes=1")
+  assert result["dtype"] == "bfloat16" and result["reference_dtype"] == "float32"
+  assert result["phi_jax_prepare_weights_s"] > 0
+  vs = result["batch_1"]["vs_phi_jax_float32"]
+  assert vs["identical"] or 0 <= vs["first_step"] < result["new_tokens"], vs

@@ -221,6 +221,10 @@ def test_memory_report_shards_params_over_fsdp():
   assert r["alias_bytes"] > 0.9 * (r["params_bytes"] + r["opt_state_bytes"])  # state donated
   assert 0 < r["total_bytes"] < 2**30 and r["fits"] and r["temp_estimated_by_cpu"]
   assert "ESTIMATED BY THE CPU BACKEND" in aot.format_report(r)
+  # The simulated mesh stands in for accelerators: the 'auto' forms compile as on a GPU.
+  assert (r["target"], r["scan_unroll"], r["weight_grad"]) == ("gpu", 1, "autodiff")
+  cpu = aot.training_forms(presets.get("tiny-parallel"), "cpu")
+  assert (cpu.scan_unroll, cpu.weight_grad) == (cpu.num_layers, "nn_gemm")
   with pytest.raises(ValueError, match="16 devices requested"):
     aot.memory_report(_small_config(), 16)
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from conftest import tiny
 
+from phi_jax import decoding
 from phi_jax.decoding import generate, init_cache
 from phi_jax.decoding import generation, layouts, sampling
 from phi_jax.models import Transformer
@@ -165,8 +166,8 @@ def test_bad_generation_input_is_rejected(bad, match):
     generate(cfg, params, kwargs.pop("prompts"), **kwargs)
 
 
-@pytest.mark.parametrize("name,overrides", [("tiny-parallel", {}), ("tiny-serial", {"sliding_window": 5}),
-                                            ("tiny-small", {})])
+@pytest.mark.parametrize("name,overrides", [
+    ("tiny-parallel", {}), ("tiny-serial", {"sliding_window": 5}), ("tiny-small", {})])
 def test_decode_layouts_give_identical_tokens(name, overrides):
   """The stacked (scanned) decode loop and the per-layer (optionally transposed) ones agree."""
   cfg, params = tiny(name, **overrides)
@@ -207,3 +208,191 @@ def test_a_per_layer_decode_step_is_the_stacked_models_step(name):
                                  .layers[layer].v, atol=1e-6)
   with pytest.raises(ValueError, match="kernel_layout"):
     layouts.per_layer_params(params, "transposed")
+
+
+# ---- decode weights: made once per (model, params), reused, never stale ------------------------
+
+
+def test_decode_weights_are_reused_for_the_same_params_and_remade_for_new_ones():
+  from phi_jax.decoding import weights as weights_lib
+  cfg, params = tiny("tiny-parallel")
+  prompts = [[5, 6, 7, 8], [3, 4]]
+  weights_lib.clear_cache()
+  first = weights_lib.cached_weights(cfg, params, layout="per_layer_t")
+  assert weights_lib.cached_weights(cfg, params, layout="per_layer_t") is first  # reused
+  assert weights_lib.cache_size() == 1
+  out = generate(cfg, params, prompts, max_new_tokens=6, decode_layout="per_layer_t")
+  assert weights_lib.cached_weights(cfg, params, layout="per_layer_t") is first
+
+  # Updated params (new leaves, e.g. after a train step) give the new model's tokens, not the
+  # cached copy's: the same as a fresh prepare_weights of them.
+  updated = jax.tree_util.tree_map(lambda x: x * 1.5, params)
+  new = generate(cfg, updated, prompts, max_new_tokens=6, decode_layout="per_layer_t")
+  assert new != out
+  assert new == generate(cfg, decoding.prepare_weights(cfg, updated, layout="per_layer_t"),
+                         prompts, max_new_tokens=6)
+  assert weights_lib.cached_weights(cfg, updated, layout="per_layer_t") is not first
+  # One leaf replaced in place in the same dict: a new leaf, so new weights.
+  tweaked = dict(updated, lm_head=dict(updated["lm_head"], bias=updated["lm_head"]["bias"] + 9.0))
+  before = weights_lib.cached_weights(cfg, updated, layout="per_layer_t")
+  assert weights_lib.cached_weights(cfg, tweaked, layout="per_layer_t") is not before
+
+  # The cache holds no strong reference to the params and forgets them once they are freed.
+  import gc
+  del tweaked, updated
+  gc.collect()
+  assert weights_lib.cache_size() == 0
+  # Numpy leaves (mutable in place) are never cached.
+  host = jax.tree_util.tree_map(np.asarray, params)
+  assert weights_lib.cached_weights(cfg, host) is not weights_lib.cached_weights(cfg, host)
+  assert generate(cfg, host, prompts, max_new_tokens=6, decode_layout="per_layer_t") == out
+
+
+@pytest.mark.parametrize("layout", generation.DECODE_LAYOUTS)
+def test_prepared_weights_decode_like_params_and_bfloat16_runs_in_bfloat16(layout):
+  cfg, params = tiny("tiny-serial")
+  prompts = [[5, 6, 7, 8, 9], [3]]
+  want = generate(cfg, params, prompts, max_new_tokens=8, decode_layout=layout)
+  weights = decoding.prepare_weights(cfg, params, layout=layout)
+  assert weights.layout == layout and weights.dtype is None
+  assert generate(cfg, weights, prompts, max_new_tokens=8) == want
+  bf16 = decoding.prepare_weights(cfg, params, layout=layout, dtype="bfloat16")
+  dtypes = {x.dtype for x in jax.tree_util.tree_leaves(bf16)}
+  assert dtypes == {jnp.dtype(jnp.bfloat16)}, dtypes
+  assert bf16.decode_cfg(cfg).dtype == "bfloat16"
+  program = generation.prepare(cfg, bf16, prompts, max_new_tokens=8)
+  *_, cache = program.run(return_cache=True)
+  kv = cache.k if layout == "stacked" else cache.layers[0].k
+  assert kv.dtype == jnp.bfloat16  # the KV cache in the decode dtype
+  out = generate(cfg, bf16, prompts, max_new_tokens=8)
+  assert [len(r) for r in out] == [8, 8]
+  assert generate(cfg, params, prompts, max_new_tokens=8, decode_layout=layout,
+                  dtype="bfloat16") == out
+  with pytest.raises(ValueError, match="decode_layout"):
+    other = "stacked" if layout != "stacked" else "per_layer"
+    generate(cfg, weights, prompts, max_new_tokens=2, decode_layout=other)
+  with pytest.raises(ValueError, match="dtype"):
+    generate(cfg, bf16, prompts, max_new_tokens=2, dtype="float32")
+  with pytest.raises(ValueError, match="num_layers"):
+    generate(cfg.replace(num_layers=3), weights, prompts, max_new_tokens=2)
+  with pytest.raises(ValueError, match="floating"):
+    decoding.prepare_weights(cfg, params, dtype="int8")
+
+
+# ---- the blocked decode cache: attention over the filled blocks only ----------------------------
+
+
+def _blocked_attention_case(cfg, sizes, index, length, pad_query, unfilled):
+  """Keys/values of a cache with block `sizes`, filled before slot `index` (row 0 with 3 slots
+  of left padding), `length` new entries written at `index` by HeadMajorKV and by BlockedKV;
+  -> (both caches' [B * K, S, Dh] k and v, the two attention outputs [B, T, H, Dh])."""
+  from phi_jax.models.attention import KVBlocks, attend, attention_inputs
+  batch, slots, rows = 2, sum(sizes), 2 * cfg.kv_heads
+  rng = np.random.RandomState(index + 7 * length)
+  k_all, v_all = (rng.randn(rows, slots, cfg.dim_per_head).astype(np.float32) for _ in "kv")
+  k_all[:, index:], v_all[:, index:] = 0.0, 0.0  # empty slots (never attended)
+  ends = np.cumsum(sizes)
+  after = ends[np.searchsorted(ends, index + length - 1, side="right")]  # the last query's block
+  k_all[:, after:], v_all[:, after:] = unfilled, unfilled  # the blocks after it
+  pad = np.array([3, 0])
+  slot = np.arange(slots)[None]
+  seg = ((slot >= pad[:, None]) & (slot < index)).astype(np.int32)
+  pos = np.where(seg > 0, slot - pad[:, None], 0).astype(np.int32)
+  new_pos = (index - pad[:, None] + np.arange(length)[None]).astype(np.int32)
+  new_seg = np.ones((batch, length), np.int32)
+  if pad_query:
+    new_seg[1] = 0  # a query that sees no key: the mean of all S values
+  new_k, new_v = (rng.randn(batch, length, cfg.kv_heads, cfg.dim_per_head).astype(np.float32)
+                  for _ in "kv")
+  q = rng.randn(batch, length, cfg.num_heads, cfg.dim_per_head).astype(np.float32)
+  cuts = np.cumsum(sizes)[:-1]
+
+  @jax.jit
+  def run(index, k_all, v_all, q, new_k, new_v, layer_idx):
+    meta = layouts.PerLayerCache((), jnp.asarray(pos), jnp.asarray(seg), index)
+    ctx, _, _ = attention_inputs(cfg, jnp.asarray(new_pos), jnp.asarray(new_seg), meta)
+    plain, keys, values = layouts.HeadMajorKV(k_all, v_all).update(0, new_k, new_v, index)
+    want = attend(cfg, q, keys, values, ctx, layer_idx, "head_major", impl="xla")
+    blocked = layouts.BlockedKV(tuple(jnp.split(k_all, cuts, axis=1)),
+                                tuple(jnp.split(v_all, cuts, axis=1)))
+    blocked, b_keys, b_values = blocked.update(0, new_k, new_v, index)
+    assert isinstance(b_keys, KVBlocks) and b_keys.shape == keys.shape
+    got = attend(cfg, q, b_keys, b_values, ctx, layer_idx, "head_major_blocks")
+    merged = blocked.merged()
+    return plain.k, plain.v, merged.k, merged.v, want, got
+
+  return [run(jnp.int32(index), k_all, v_all, q, new_k, new_v, jnp.int32(layer))
+          for layer in (0, 1)]  # tiny-small: layer 0 block-sparse, layer 1 dense
+
+
+@pytest.mark.parametrize("name,overrides", [("tiny-serial", {}),  # GQA (4 heads, 2 kv heads)
+                                            ("tiny-serial", {"sliding_window": 5}),
+                                            ("tiny-small", {})])  # GQA + block-sparse layers
+@pytest.mark.parametrize("index,length", [(7, 1), (8, 1), (11, 1), (13, 1), (19, 1), (11, 2),
+                                          (6, 3)])
+def test_attention_over_the_filled_blocks_equals_attention_over_the_whole_cache(
+    name, overrides, index, length):
+  """Blocks (8, 4, 4, 4): the new entries' slot at a block's first / last slot, inside one, at
+  the last slot, and chunks of 2-3 queries across a block boundary. NaN in the slots after the
+  written ones: attention over all slots would give NaN (0 x NaN in probs x V), over the filled
+  blocks they are never read (empty slots of the last query's own block are zeros)."""
+  cfg, _ = tiny(name, **overrides)
+  assert cfg.kv_heads < cfg.num_heads
+  for clean, nan in zip(_blocked_attention_case(cfg, (8, 4, 4, 4), index, length, False, 0.0),
+                        _blocked_attention_case(cfg, (8, 4, 4, 4), index, length, False,
+                                                np.nan)):
+    plain_k, plain_v, blocked_k, blocked_v, want, got = map(np.asarray, clean)
+    np.testing.assert_array_equal(blocked_k, plain_k)  # the same slots written
+    np.testing.assert_array_equal(blocked_v, plain_v)
+    assert np.isfinite(want).all()
+    np.testing.assert_allclose(got, want, atol=2e-6, rtol=1e-5)
+    last_block_end = next(e for e in (8, 12, 16, 20) if e > index + length - 1)
+    if last_block_end < 20:  # a block after the last query's is all NaN: never read
+      assert np.isnan(np.asarray(nan[4])).any()  # (the whole cache reads it)
+    np.testing.assert_allclose(np.asarray(nan[5]), want, atol=2e-6, rtol=1e-5)
+
+
+def test_a_query_that_sees_no_key_gets_the_mean_of_all_values_as_in_xla():
+  cfg, _ = tiny("tiny-serial")
+  for case in _blocked_attention_case(cfg, (8, 4, 4, 4), 9, 1, True, 0.0):
+    want, got = np.asarray(case[4]), np.asarray(case[5])
+    np.testing.assert_allclose(got, want, atol=2e-6, rtol=1e-5)
+    mean = np.asarray(case[1]).mean(axis=1)  # [B * K, Dh]: row 1's kv heads
+    np.testing.assert_allclose(got[1, 0].reshape(cfg.kv_heads, -1, cfg.dim_per_head)[:, 0],
+                               mean[cfg.kv_heads:], atol=1e-6)
+
+
+def test_decode_block_sizes():
+  assert layouts.decode_block_sizes(32, 128) == (32, 32, 32, 32, 32)
+  assert layouts.decode_block_sizes(16, 16) == (16, 16)
+  assert layouts.decode_block_sizes(16, 100) == (16, 32, 32, 32, 4)
+  assert layouts.decode_block_sizes(64, 1024) == (64,) + (128,) * 8  # at most 8 after the prompt
+
+
+@pytest.mark.parametrize("name,overrides", [("tiny-serial", {"sliding_window": 5}),
+                                            ("tiny-small", {})])
+def test_blocked_decode_cache_gives_the_tokens_and_cache_of_the_unblocked_one(
+    name, overrides, monkeypatch):
+  """decode_block None (one buffer per layer), 32 and 4 (blocks of 4 slots: the steps cross
+  block boundaries): the same greedy tokens, and the same cache at every attended slot."""
+  cfg, params = tiny(name, **overrides)
+  prompts = [[5, 6, 7, 8, 9, 10, 11], [3], list(range(1, 20))]
+  outs, caches = {}, {}
+  for block in (None, 32, 4):
+    monkeypatch.setattr(layouts, "DECODE_BLOCK", block)
+    program = generation.prepare(cfg, params, prompts, max_new_tokens=14,
+                                 decode_layout="per_layer_t")
+    assert program.static["decode_block"] == block
+    new, steps, _, caches[block] = program.run(return_cache=True)
+    outs[block] = np.asarray(new)[:len(prompts), :14].tolist()
+  assert outs[None] == outs[32] == outs[4]
+  assert outs[None] == generate(cfg, params, prompts, max_new_tokens=14, decode_layout="stacked")
+  seg = np.asarray(caches[None].segment_ids)
+  for block in (32, 4):
+    np.testing.assert_array_equal(caches[block].segment_ids, seg)
+    for want, got in zip(caches[None].layers, caches[block].layers):
+      attended = np.repeat(seg != 0, cfg.kv_heads, axis=0)  # [B * K, S]
+      np.testing.assert_allclose(np.asarray(got.k)[attended], np.asarray(want.k)[attended],
+                                 atol=1e-5)
+      np.testing.assert_allclose(np.asarray(got.v)[attended], np.asarray(want.v)[attended],
+                                 atol=1e-5)

@@ -10,6 +10,16 @@ eos_token_id=None, KV cache). Batch 1 is one prompt of 32 random tokens; batch 8
 
     python experiments/perf/decode_vs_hf.py                    # ~1-2 minutes on one core
     python experiments/perf/decode_vs_hf.py --quick            # tiny model, a few seconds
+    python experiments/perf/decode_vs_hf.py --dtype=bfloat16   # phi_jax decodes in bf16
+
+--dtype=bfloat16: phi_jax decodes with bfloat16 weights and compute (decoding.prepare_weights;
+norms, softmax and logits in float32), transformers stays float32; each batch then also reports
+`vs_phi_jax_float32`: whether phi_jax's bf16 greedy tokens equal its float32 ones, else the first
+step (and row) where they differ.
+
+Layout reuse: `generate` copies the params into its decode layout once and reuses that copy while
+the same params come back (decoding/weights.py), so the timed calls do not include it; the copy's
+time is reported once as phi_jax_prepare_weights_s.
 
 Single core: the process pins itself to one CPU with os.sched_setaffinity BEFORE numpy, torch or
 jax are imported (threads inherit the mask), sets torch.set_num_threads(1) and
@@ -61,6 +71,8 @@ def _parse(argv=None) -> argparse.Namespace:
                  choices=["auto", "stacked", "per_layer", "per_layer_t"],
                  help="phi_jax's decode-loop layout (auto: generation.default_decode_layout; "
                       "stacked: the scanned model, as before the per-layer decode path)")
+  p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                 help="phi_jax's decode dtype (weights and compute); transformers stays float32")
   return p.parse_args(argv)
 
 
@@ -88,7 +100,7 @@ import jax  # noqa: E402
 from flax import traverse_util  # noqa: E402
 
 from phi_jax.convert import hf  # noqa: E402
-from phi_jax.decoding import generate, generation  # noqa: E402
+from phi_jax.decoding import generate, generation, prepare_weights  # noqa: E402
 from phi_jax.decoding.generation import bucket  # noqa: E402
 
 torch.set_num_threads(1)
@@ -101,6 +113,7 @@ transformers.utils.logging.disable_progress_bar()
 warnings.filterwarnings("ignore")
 
 LAYOUT = None  # phi_jax's decode layout, set in main (--decode_layout)
+DTYPE = None  # phi_jax's decode dtype, set in main (--dtype; None = float32, the params')
 FULL = dict(vocab_size=8192, hidden_size=384, intermediate_size=1536, num_hidden_layers=6,
             num_attention_heads=6, max_position_embeddings=2048)
 TINY = dict(vocab_size=257, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
@@ -139,8 +152,10 @@ def make_prompts(batch: int, vocab: int, max_len: int, rng: np.random.Generator)
 
 # ---- the two generators --------------------------------------------------------------------------
 
-def jax_generate(cfg, params, prompts, new: int) -> list[list[int]]:
-  return generate(cfg, params, prompts, max_new_tokens=new, decode_layout=LAYOUT)
+def jax_generate(cfg, params, prompts, new: int, dtype=False) -> list[list[int]]:
+  """phi_jax's greedy tokens (dtype: the decode dtype; False = --dtype's)."""
+  return generate(cfg, params, prompts, max_new_tokens=new, decode_layout=LAYOUT,
+                  dtype=DTYPE if dtype is False else dtype)
 
 
 def hf_inputs(prompts: list[list[int]]):
@@ -189,6 +204,17 @@ def compare(ours, ref, model, inputs) -> dict:
           "first_step": step, "hf_top2_gap_there": float(top2[1] - top2[0])}
 
 
+def first_difference(ours, ref) -> dict:
+  """identical, else the first differing (row, step) of two token lists [rows][steps]."""
+  if ours == ref:
+    return {"identical": True}
+  firsts = [(next(i for i, (a, b) in enumerate(zip(o, r)) if a != b), row)
+            for row, (o, r) in enumerate(zip(ours, ref)) if o != r]
+  step, row = min(firsts)
+  return {"identical": False, "first_step": step, "first_row": row, "rows_differing": len(firsts),
+          "steps_per_row": len(ours[0])}
+
+
 # ---- timing --------------------------------------------------------------------------------------
 
 def timed(fn):
@@ -201,7 +227,7 @@ def jax_prefill_only(cfg, params, prompts: list[list[int]], new: int) -> None:
   """The program generate(cfg, params, prompts, max_new_tokens=new) runs, with max_new_tokens=1:
   its setup and prefill (and the first token), no decode step. Same compiled program."""
   program = generation.prepare(cfg, params, prompts, max_new_tokens=1, out_len=bucket(new),
-                               decode_layout=LAYOUT)
+                               decode_layout=LAYOUT, dtype=DTYPE)
   np.asarray(program.run()[0])
 
 
@@ -213,6 +239,9 @@ def bench_batch(batch: int, model, cfg, params, args, rng) -> dict:
   compile_s, ours = timed(lambda: jax_generate(cfg, params, prompts, new))
   ref = hf_generate(model, inputs, new)  # warm-up
   result = compare(ours, ref, model, inputs)
+  if DTYPE is not None:  # the same generation in float32: where do bf16's greedy tokens diverge?
+    f32 = jax_generate(cfg, params, prompts, new, dtype=None)
+    result["vs_phi_jax_float32"] = first_difference(ours, f32)
   programs = generation.compiled_programs()
   jax_prefill_only(cfg, params, prompts, new)
   assert generation.compiled_programs() == programs, "prefill-only run compiled a new program"
@@ -284,9 +313,13 @@ def main(args: argparse.Namespace) -> dict:
   with tempfile.TemporaryDirectory() as tmp:
     model, cfg, params = build_models(TINY if args.quick else FULL, args.init_std, args.seed,
                                       args.hf_attn, tmp)
-  global LAYOUT
+  global LAYOUT, DTYPE
   LAYOUT = (generation.default_decode_layout(params) if args.decode_layout == "auto"
             else args.decode_layout)
+  DTYPE = None if args.dtype == "float32" else args.dtype
+  # The decode-layout copy generate makes once per params (first call compiles it: best of 3).
+  prepare_s = min(timed(lambda: jax.block_until_ready(
+      prepare_weights(cfg, params, layout=LAYOUT, dtype=DTYPE)))[0] for _ in range(3))
   flat = traverse_util.flatten_dict(jax.tree_util.tree_map(np.asarray, params))
   param_bytes = sum(x.nbytes for x in flat.values())
   n_params = sum(x.size for x in flat.values())
@@ -299,7 +332,8 @@ def main(args: argparse.Namespace) -> dict:
   result = {"benchmark": "decode_vs_hf",
             "machine": f"{info['cpu_model']}, {info['cores']} cores, pinned to cpu {CPU}",
             "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-            "threads": 1, "new_tokens": args.new_tokens, "reps": args.reps, "dtype": "float32",
+            "threads": 1, "new_tokens": args.new_tokens, "reps": args.reps, "dtype": args.dtype,
+            "reference_dtype": "float32", "phi_jax_prepare_weights_s": prepare_s,
             "params": int(n_params), "hf_attn": args.hf_attn,
             "decode_layout": LAYOUT}
   for batch in [int(b) for b in args.batch_sizes.split(",")]:

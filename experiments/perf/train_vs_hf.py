@@ -7,12 +7,19 @@ wd 0.1, betas 0.9/0.95, global-norm clipping at 1.0). phi_jax: `phi_jax.train.st
 device with the state donated. transformers: `PhiForCausalLM(labels=...)`, `loss.backward()`,
 `clip_grad_norm_`, `torch.optim.AdamW.step()`, `zero_grad(set_to_none=True)`.
 
-    python experiments/perf/train_vs_hf.py            # ~1-2 minutes
-    python experiments/perf/train_vs_hf.py --quick    # tiny model, seconds
+    python experiments/perf/train_vs_hf.py                 # ~3-4 minutes
+    python experiments/perf/train_vs_hf.py --model=quickstart   # quickstart step, phi_jax only
+    python experiments/perf/train_vs_hf.py --quick         # tiny model, seconds
+
+Two phi_jax steps are timed: `phi_jax` (the model's defaults: on CPU the layer scan unrolled and
+the projections' weight gradients as plain GEMMs, `scan_unroll=0`/`weight_grad='auto'`) and
+`phi_jax_before` (`scan_unroll=1, weight_grad='autodiff'`: the step as it was before those
+defaults). Repetitions are interleaved (one step of each side per round), since the machine is
+shared and its load drifts; the JSON has medians, min/max and the interquartile range of each.
 
 Pinned to one core before numpy/torch/jax load (os.sched_setaffinity; torch.set_num_threads(1);
---xla_cpu_multi_thread_eigen=false). tokens/s = batch * seq / median step seconds over `reps`
-steps after warm-up (phi_jax's compile excluded and reported). The last stdout line is JSON.
+--xla_cpu_multi_thread_eigen=false). tokens/s = batch * seq / median step seconds after warm-up
+(phi_jax's compile excluded and reported). The last stdout line is JSON.
 """
 
 from __future__ import annotations
@@ -26,8 +33,11 @@ def _parse(argv=None) -> argparse.Namespace:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--batch", type=int, default=8)
   p.add_argument("--seq", type=int, default=128)
-  p.add_argument("--reps", type=int, default=10)
+  p.add_argument("--reps", type=int, default=15)
   p.add_argument("--quick", action="store_true", help="tiny model, 3 reps (smoke test)")
+  p.add_argument("--model", choices=("bench", "quickstart"), default="bench",
+                 help="bench: the 17M phi-1-shaped model against transformers; quickstart: the "
+                 "quickstart config's model, batch and sequence (phi_jax before/after only)")
   p.add_argument("--cpu", type=int, default=None, help="CPU to pin to (default: the last one)")
   return p.parse_args(argv)
 
@@ -55,11 +65,27 @@ from phi_jax.train import config_base, mesh as mesh_lib, optim, step as step_lib
 torch.set_num_threads(1)
 
 
+BEFORE = dict(scan_unroll=1, weight_grad="autodiff")  # the step before the CPU defaults
+
+
 def model_config():
   if ARGS.quick:
     return presets.get("tiny-parallel", vocab_size=512, max_seq_len=2048)
+  if ARGS.model == "quickstart":
+    from phi_jax.train import loop
+    config = quickstart_config()
+    return loop.model_config(config, vocab_size=config.data.tokenizer_vocab_size)
   return presets.get("phi-1", vocab_size=8192, d_model=384, num_layers=6, num_heads=6,
                      mlp_dim=1536, rotary_dim=32)
+
+
+def quickstart_config():
+  import importlib.util
+  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../configs/quickstart.py")
+  spec = importlib.util.spec_from_file_location("quickstart_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config("")
 
 
 def hf_model(cfg):
@@ -78,7 +104,8 @@ def batch_arrays(cfg):
   return tokens[:, :-1].astype(np.int32), tokens[:, 1:].astype(np.int32)
 
 
-def time_phi_jax(cfg, inputs, targets, reps):
+def phi_jax_stepper(cfg, inputs, targets):
+  """() -> loss of one timed train step (state carried between calls); plus compile seconds."""
   opt = config_base.optimizer(learning_rate=1e-4, schedule="constant", weight_decay=0.1, b1=0.9,
                               b2=0.95, eps=1e-8, grad_clip_norm=1.0)
   tx, schedule = optim.make_optimizer(opt, 1000)
@@ -90,62 +117,94 @@ def time_phi_jax(cfg, inputs, targets, reps):
                positions=np.tile(np.arange(t, dtype=np.int32), (b, 1)),
                loss_mask=np.ones((b, t), np.float32))
   batch = jax.device_put(batch)
+  holder = {"state": state}
+
+  def step() -> float:
+    holder["state"], metrics = train_step(holder["state"], batch)
+    return float(jax.block_until_ready(metrics)["loss"])
+
   start = time.perf_counter()
-  state, metrics = train_step(state, batch)
-  jax.block_until_ready(metrics)
-  first = time.perf_counter() - start
-  times, losses = [], [float(metrics["loss"])]
-  for _ in range(reps):
-    start = time.perf_counter()
-    state, metrics = train_step(state, batch)
-    jax.block_until_ready(metrics)
-    times.append(time.perf_counter() - start)
-    losses.append(float(metrics["loss"]))
-  return statistics.median(times), first - statistics.median(times), losses
+  step()
+  return step, time.perf_counter() - start
 
 
-def time_torch(model, inputs, targets, reps):
+def torch_stepper(model, inputs, targets):
   opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), eps=1e-8,
                           weight_decay=0.1)
   x = torch.from_numpy(inputs.astype(np.int64))
   y = torch.from_numpy(targets.astype(np.int64))
-  times, losses = [], []
-  for i in range(reps + 1):
-    start = time.perf_counter()
+
+  def step() -> float:
     logits = model(input_ids=x).logits
     loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt.step()
     opt.zero_grad(set_to_none=True)
-    if i:  # the first step is warm-up
-      times.append(time.perf_counter() - start)
-    losses.append(float(loss))
-  return statistics.median(times), losses
+    return loss.item()
+
+  return step
+
+
+def interleaved(steppers: dict, reps: int) -> tuple[dict, dict]:
+  """Times one step of each side per round, `reps` rounds after a warm-up round.
+  Returns ({side: [seconds]}, {side: [losses, the warm-up round's first]})."""
+  times = {name: [] for name in steppers}
+  losses = {name: [] for name in steppers}
+  for i in range(reps + 1):
+    for name, step in steppers.items():
+      start = time.perf_counter()
+      loss = step()
+      if i:  # round 0 is warm-up
+        times[name].append(time.perf_counter() - start)
+      losses[name].append(loss)
+  return times, losses
+
+
+def spread(seconds: list, tokens: int) -> dict:
+  q1, _, q3 = statistics.quantiles(seconds, n=4) if len(seconds) > 1 else (seconds[0],) * 3
+  return {"median_s": statistics.median(seconds), "min_s": min(seconds), "max_s": max(seconds),
+          "iqr_s": [q1, q3], "tokens_per_s": tokens / statistics.median(seconds)}
 
 
 def main() -> None:
   reps = 3 if ARGS.quick else ARGS.reps
   cfg = model_config()
+  if ARGS.model == "quickstart":
+    qs = quickstart_config().data
+    ARGS.batch, ARGS.seq = qs.batch_size, qs.seq_len
   inputs, targets = batch_arrays(cfg)
-  jax_s, compile_s, jax_losses = time_phi_jax(cfg, inputs, targets, reps)
-  torch_s, torch_losses = time_torch(hf_model(cfg), inputs, targets, reps)
+  after, compile_after = phi_jax_stepper(cfg, inputs, targets)
+  before, compile_before = phi_jax_stepper(cfg.replace(**BEFORE), inputs, targets)
+  steppers = {"phi_jax": after, "phi_jax_before": before}
+  if ARGS.model == "bench":
+    steppers["reference"] = torch_stepper(hf_model(cfg), inputs, targets)
+  times, losses = interleaved(steppers, reps)
   tokens = ARGS.batch * ARGS.seq
+  med = {name: statistics.median(t) for name, t in times.items()}
   result = {
       "benchmark": "train_vs_hf", "machine": f"{platform.processor() or platform.machine()}, "
-      f"pinned to cpu {CPU}", "date": datetime.date.today().isoformat(), "threads": 1,
+      f"pinned to cpu {CPU}", "date": datetime.datetime.now().isoformat(timespec="minutes"),
+      "threads": 1, "load_average": os.getloadavg(), "model_set": ARGS.model,
       "model": {"layers": cfg.num_layers, "d_model": cfg.d_model, "vocab": cfg.vocab_size},
-      "batch": ARGS.batch, "seq": ARGS.seq, "phi_jax": tokens / jax_s, "reference": tokens / torch_s,
-      "ratio": torch_s / jax_s, "phi_jax_step_s": jax_s, "reference_step_s": torch_s,
-      "phi_jax_compile_s": compile_s,
-      "loss_first_step": {"phi_jax": jax_losses[0], "reference": torch_losses[0]},
-      "loss_last_step": {"phi_jax": jax_losses[-1], "reference": torch_losses[-1]},
+      "batch": ARGS.batch, "seq": ARGS.seq, "reps": reps,
+      "phi_jax": tokens / med["phi_jax"], "phi_jax_before": tokens / med["phi_jax_before"],
+      "after_over_before": med["phi_jax_before"] / med["phi_jax"],
+      "phi_jax_compile_s": compile_after, "phi_jax_before_compile_s": compile_before,
+      "spread": {name: spread(t, tokens) for name, t in times.items()},
+      "loss_first_step": {name: l[0] for name, l in losses.items()},
+      "loss_last_step": {name: l[-1] for name, l in losses.items()},
       "versions": {"jax": jax.__version__, "torch": torch.__version__,
                    "transformers": transformers.__version__},
   }
-  print(f"phi_jax {result['phi_jax']:,.0f} tok/s ({jax_s * 1e3:.0f} ms/step), transformers "
-        f"{result['reference']:,.0f} tok/s ({torch_s * 1e3:.0f} ms/step): ratio {result['ratio']:.2f}",
-        file=sys.stderr)
+  line = (f"phi_jax {result['phi_jax']:,.0f} tok/s ({med['phi_jax'] * 1e3:.0f} ms/step), before "
+          f"{result['phi_jax_before']:,.0f} tok/s: x{result['after_over_before']:.2f}")
+  if "reference" in med:
+    result.update(reference=tokens / med["reference"], ratio=med["reference"] / med["phi_jax"],
+                  ratio_before=med["reference"] / med["phi_jax_before"])
+    line += (f"; transformers {result['reference']:,.0f} tok/s ({med['reference'] * 1e3:.0f} "
+             f"ms/step): ratio {result['ratio']:.2f} (before {result['ratio_before']:.2f})")
+  print(line, file=sys.stderr)
   print(json.dumps(result))
 
 

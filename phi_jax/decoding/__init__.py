@@ -1,12 +1,16 @@
 """Decoding: KV cache, sampling, decode layouts and batched generation (SkipDecode builds on these).
 
-`generate` is the user's call; `generation.prepare(...).run()` is the same compiled program,
-public for benchmarks and experiments (`generation.generate_tokens` is the jitted function).
+`generate` is the user's call; `prepare_weights` makes the weights it decodes with, once per
+(model, params), e.g. in bfloat16 (generate also keeps those of the last params it saw).
+`generation.prepare(...).run()` is the same compiled program, public for benchmarks and
+experiments (`generation.generate_tokens` is the jitted function).
 """
 
 from phi_jax.decoding.cache import KVCache, init_cache
 from phi_jax.decoding.early_exit import EarlyExit
 from phi_jax.decoding.generation import generate, prepare
 from phi_jax.decoding.skipdecode import SkipSchedule
+from phi_jax.decoding.weights import DecodeWeights, prepare_weights
 
-__all__ = ["EarlyExit", "KVCache", "SkipSchedule", "generate", "init_cache", "prepare"]
+__all__ = ["DecodeWeights", "EarlyExit", "KVCache", "SkipSchedule", "generate", "init_cache",
+           "prepare", "prepare_weights"]

@@ -12,11 +12,13 @@ benchmarks and experiments that time it or read its per-token layer counts, and
 `generate_tokens` is the jitted function itself.
 
 On CPU the decode loop runs a per-layer copy of the model (per-layer, transposed weights and a
-per-layer head-major KV cache, made once per call; decoding/layouts.py), which reads weights and
-cache in place. On a 17M-parameter model its decode steps are 1.3x (batch 1) and 2.4x (batch 8)
-faster than the scanned model's (experiments/perf/decode_vs_hf.py, BENCHMARKS.md). It costs a
-second copy of the layer weights during the call (skipped when that would not fit:
-`layouts.default_decode_layout`) and a longer compile (the layers are unrolled in the loop body).
+per-layer head-major KV cache; decoding/layouts.py), which reads weights and cache in place. On a
+17M-parameter model its decode steps are 1.3x (batch 1) and 2.4x (batch 8) faster than the scanned
+model's (experiments/perf/decode_vs_hf.py, BENCHMARKS.md). The weight copy is made once per
+(model, params), not per call: `generate` keeps the copy of the last params it saw
+(decoding/weights.py; `prepare_weights` makes one explicitly, and `generate` takes it in place
+of params, e.g. in bfloat16). It costs a second copy of the layer weights (skipped when that would
+not fit: `layouts.default_decode_layout`) and a longer compile (the layers are unrolled).
 
 LongRoPE rule: the factors (short or long) are chosen once, up front, from the longest prompt plus
 max_new_tokens (long when that exceeds the original length). transformers instead switches midway
@@ -30,7 +32,6 @@ import dataclasses
 import functools
 from typing import Any, Optional, Sequence
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -39,8 +40,10 @@ from phi_jax.decoding import early_exit as early_exit_lib
 from phi_jax.decoding import layouts
 from phi_jax.decoding import sampling
 from phi_jax.decoding import skipdecode
+from phi_jax.decoding import weights as weights_lib
 from phi_jax.decoding.cache import init_cache
 from phi_jax.decoding.layouts import DECODE_LAYOUTS, default_decode_layout  # noqa: F401
+from phi_jax.decoding.weights import DecodeWeights
 from phi_jax.models.config import ModelConfig
 from phi_jax.models.transformer import Transformer
 
@@ -108,58 +111,76 @@ def left_pad(prompts: Sequence[Sequence[int]], batch: int, length: int):
 
 
 @functools.partial(jax.jit,
-                   static_argnames=("cfg", "mode", "cache_len", "out_len", "decode_layout",
-                                    "skip", "early_exit", "return_cache"))
-def generate_tokens(params, tokens: jax.Array, pads: jax.Array, max_new: jax.Array, rng: jax.Array,
+                   static_argnames=("cfg", "mode", "cache_len", "out_len", "skip", "early_exit",
+                                    "decode_block", "return_cache"))
+def generate_tokens(weights: DecodeWeights, tokens: jax.Array, pads: jax.Array,
+                    max_new: jax.Array, rng: jax.Array,
                     sampling_params: sampling.SamplingParams, eos_id: jax.Array,
                     long_rope: jax.Array, *, cfg: ModelConfig, mode: sampling.SamplingMode,
-                    cache_len: int, out_len: int, decode_layout: str = "stacked",
+                    cache_len: int, out_len: int,
                     skip: Optional[skipdecode.SkipSchedule] = None,
                     early_exit: Optional[early_exit_lib.EarlyExit] = None,
-                    return_cache: bool = False):
+                    decode_block: Optional[int] = None, return_cache: bool = False):
   """The generation program (jitted; `prepare` makes its arguments as `generate` does).
 
   Args:
-    params: the model's params (stacked, unboxed).
+    weights: the model's `DecodeWeights` (weights.prepare_weights); their layout (one of
+      layouts.DECODE_LAYOUTS) says how the loop holds weights and cache: 'stacked' runs the
+      scanned model on the stacked params and cache (prefill and decode), 'per_layer' /
+      'per_layer_t' run the layers one by one (layouts.forward) on per-layer weights and a
+      per-layer head-major cache, prefill included.
     tokens: [B, P] int32 prompts, left-padded (`left_pad`); pads: [B] int32 padding per row.
     max_new: int32 scalar, new tokens to make (<= out_len); rng: PRNG key.
     sampling_params: traced sampling values (`sampling.make_sampling`); eos_id: int32 scalar
       or [E] of end ids (-1: none; a row stops at any of them); long_rope: bool scalar, LongRoPE
       factor choice.
-    cfg, mode, cache_len (>= P + out_len), out_len: static.
-    decode_layout: one of layouts.DECODE_LAYOUTS (the prefill always runs the scanned model on
-      the stacked params and cache; 'stacked' decodes with it too, 'per_layer' / 'per_layer_t'
-      with per-layer copies of weights and cache, made once after the prefill).
+    cfg, mode, cache_len (>= P + out_len), out_len: static. The program runs in
+      weights.decode_cfg(cfg) (the compute dtype of the weights).
     skip / early_exit (per-layer layouts only): each decode step runs layer by layer
       (`skipdecode.decode_step` / `early_exit.decode_step`), leaving layers out.
-    return_cache: also return the final cache (a KVCache, or a layouts.PerLayerCache).
+    decode_block (static; per-layer layouts): None = the decode loop's cache is one buffer of
+      all cache_len slots per layer, read whole every step; an int = the prefill fills a cache
+      of the prompt's P slots, which the loop continues in blocks of at least decode_block slots
+      (layouts.extend_to_blocks), and each step attends over the filled blocks only (`prepare`
+      passes layouts.DECODE_BLOCK). Same tokens.
+    return_cache: also return the final cache (a KVCache, or a layouts.PerLayerCache of
+      HeadMajorKV layers, [B * K, cache_len, Dh]).
 
   Returns:
     (new tokens [B, out_len] int32, number of steps run, layers run for each new token
     [out_len] int32) (+ the final cache if return_cache).
   """
+  decode_layout = weights.layout
   layouts.check_layout(decode_layout)
   if (skip or early_exit) and decode_layout == "stacked":
     raise ValueError("skip / early_exit decode layer by layer from per-layer weights: use "
                      "decode_layout='per_layer' or 'per_layer_t'")
+  cfg = weights.decode_cfg(cfg)
   model = Transformer(cfg)
-  step_params = params
-  if decode_layout != "stacked":
-    step_params = layouts.per_layer_params(params, layouts.KERNEL_LAYOUT[decode_layout])
+  params = step_params = weights.params
   batch, prompt_len = tokens.shape
   slots = jnp.arange(prompt_len, dtype=jnp.int32)[None, :]
   segment_ids = (slots >= pads[:, None]).astype(jnp.int32)
   positions = jnp.maximum(slots - pads[:, None], 0)
   lengths = prompt_len - pads  # real prompt lengths [B]
 
-  cache = init_cache(cfg, batch, cache_len)
-  logits, cache = model.apply({"params": params}, tokens, positions=positions,
-                              segment_ids=segment_ids, cache=cache, long_rope=long_rope,
-                              last_only=True)
-  if decode_layout != "stacked":
-    cache = layouts.per_layer_cache(cache)
+  if decode_layout == "stacked":
+    cache = init_cache(cfg, batch, cache_len)
+    logits, cache = model.apply({"params": params}, tokens, positions=positions,
+                                segment_ids=segment_ids, cache=cache, long_rope=long_rope,
+                                last_only=True)
+    logits = logits[:, -1]
+  elif decode_block is None:  # the prefill layer by layer, into the per-layer cache
+    cache = layouts.init_per_layer_cache(cfg, batch, cache_len)
+    logits, cache = layouts.forward(cfg, step_params, tokens, positions, segment_ids, cache,
+                                    long_rope)
+  else:  # the prefill into a cache of the prompt's slots, then decode in blocks after them
+    cache = layouts.init_per_layer_cache(cfg, batch, prompt_len)
+    logits, cache = layouts.forward(cfg, step_params, tokens, positions, segment_ids, cache,
+                                    long_rope)
+    cache = layouts.extend_to_blocks(cache, cache_len - prompt_len, decode_block)
   rng, step_rng = jax.random.split(rng)
-  token = sampling.sample(logits[:, -1], step_rng, mode, sampling_params)
+  token = sampling.sample(logits, step_rng, mode, sampling_params)
   out = jnp.zeros((batch, out_len), jnp.int32).at[:, 0].set(token)
   layers_used = jnp.zeros((out_len,), jnp.int32).at[0].set(cfg.num_layers)  # g_0: the prefill
   eos_ids = jnp.atleast_1d(eos_id)  # [E]; -1 entries are no end id
@@ -201,6 +222,8 @@ def generate_tokens(params, tokens: jax.Array, pads: jax.Array, max_new: jax.Arr
   state = (jnp.int32(1), token, cache, out, layers_used, done, rng)
   steps, _, cache, out, layers_used, _, _ = jax.lax.while_loop(cond, body, state)
   if return_cache:
+    if decode_layout != "stacked":
+      cache = layouts.merged_cache(cache)  # [B * K, S, Dh] per layer, blocked or not
     return out, steps, layers_used, cache
   return out, steps, layers_used
 
@@ -209,18 +232,20 @@ def generate_tokens(params, tokens: jax.Array, pads: jax.Array, max_new: jax.Arr
 class Program:
   """One run of `generate_tokens` with the arguments `generate` gives it (made by `prepare`).
 
+  weights: the `DecodeWeights` it decodes with (their layout and dtype are static too).
   args: (tokens [B, P], pads [B], max_new, rng, sampling_params, eos_id, long_rope).
-  static: its static keyword arguments (cfg, mode, cache_len, out_len, decode_layout, skip,
-    early_exit); two Programs with equal `static` and array shapes share one compiled program.
+  static: its static keyword arguments (cfg, mode, cache_len, out_len, skip, early_exit,
+    decode_block); two Programs with equal `static`, weight layout and dtype and array shapes
+    share one compiled program.
   """
-  params: Any
+  weights: DecodeWeights
   args: tuple
   static: dict
 
   def run(self, return_cache: bool = False):
-    """generate_tokens(params, *args, **static): (new tokens [B, out_len], steps run, layers run
+    """generate_tokens(weights, *args, **static): (new tokens [B, out_len], steps run, layers run
     per new token [out_len]) (+ the final cache if return_cache). Asynchronous (jax arrays)."""
-    return generate_tokens(self.params, *self.args, **self.static, return_cache=return_cache)
+    return generate_tokens(self.weights, *self.args, **self.static, return_cache=return_cache)
 
 
 def prepare(cfg: ModelConfig, params, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,
@@ -228,9 +253,10 @@ def prepare(cfg: ModelConfig, params, prompts: Sequence[Sequence[int]], *, max_n
             top_p: Optional[float] = None, eos_id: Optional[int | Sequence[int]] = None,
             rng: Optional[jax.Array] = None, decode_layout: Optional[str] = None,
             skip: Optional[skipdecode.SkipSchedule] = None,
-            early_exit: Optional[early_exit_lib.EarlyExit] = None) -> Program:
+            early_exit: Optional[early_exit_lib.EarlyExit] = None,
+            dtype: Optional[Any] = None) -> Program:
   """The generation program `generate` runs for these arguments (see `generate`), validated and
-  bucketed, not yet run.
+  bucketed, not yet run. params: the model's params or its `DecodeWeights`.
 
   out_len: the new-token bucket (default bucket(max_new_tokens)); a larger one (>=
   max_new_tokens) runs the program of a longer generation for fewer tokens, e.g. the same
@@ -245,12 +271,8 @@ def prepare(cfg: ModelConfig, params, prompts: Sequence[Sequence[int]], *, max_n
                      f"{skip!r}")
   if early_exit is not None:
     early_exit.points(cfg.num_layers)  # validates
-  layered = skip is not None or early_exit is not None
-  if decode_layout is None:
-    decode_layout = default_decode_layout(params)
-    if layered and decode_layout == "stacked":
-      decode_layout = "per_layer"
-  layouts.check_layout(decode_layout)
+  weights = _decode_weights(cfg, params, decode_layout, dtype,
+                            layered=skip is not None or early_exit is not None)
   out_len = bucket(max_new_tokens) if out_len is None else out_len
   if out_len < max_new_tokens:
     raise ValueError(f"out_len={out_len} is smaller than max_new_tokens={max_new_tokens}; pass "
@@ -265,8 +287,38 @@ def prepare(cfg: ModelConfig, params, prompts: Sequence[Sequence[int]], *, max_n
   args = (jnp.asarray(tokens), jnp.asarray(pads), jnp.int32(max_new_tokens), rng,
           sampling_params, _eos_arg(eos_id), jnp.bool_(long_rope))
   static = dict(cfg=cfg, mode=mode, cache_len=prompt_len + out_len, out_len=out_len,
-                decode_layout=decode_layout, skip=skip, early_exit=early_exit)
-  return Program(nn.unbox(params), args, static)
+                skip=skip, early_exit=early_exit,
+                decode_block=None if weights.layout == "stacked" else layouts.DECODE_BLOCK)
+  return Program(weights, args, static)
+
+
+def _decode_weights(cfg: ModelConfig, params, decode_layout: Optional[str], dtype,
+                    layered: bool) -> DecodeWeights:
+  """params as DecodeWeights: given ones checked against decode_layout / dtype, otherwise the
+  cached ones of these params (weights.cached_weights) in decode_layout (default: the backend's,
+  a per-layer one for skip / early exit)."""
+  if decode_layout is not None:
+    layouts.check_layout(decode_layout)
+  if isinstance(params, DecodeWeights):
+    weights = params
+    weights.decode_cfg(cfg)  # checks the depth
+    if decode_layout is not None and decode_layout != weights.layout:
+      raise ValueError(f"decode_layout={decode_layout!r} but the DecodeWeights given are in "
+                       f"layout {weights.layout!r}; pass decode_layout=None or prepare them in "
+                       f"{decode_layout!r}")
+    if dtype is not None and weights_lib._dtype_name(dtype) != (weights.dtype or cfg.dtype):
+      raise ValueError(f"dtype={dtype!r} but the DecodeWeights given run in "
+                       f"{weights.dtype or cfg.dtype}; pass dtype=None or prepare them with it")
+  else:
+    if decode_layout is None:
+      decode_layout = default_decode_layout(params)
+      if layered and decode_layout == "stacked":
+        decode_layout = "per_layer"
+    weights = weights_lib.cached_weights(cfg, params, layout=decode_layout, dtype=dtype)
+  if layered and weights.layout == "stacked":
+    raise ValueError("skip / early_exit decode layer by layer from per-layer weights: use "
+                     "decode_layout='per_layer' or 'per_layer_t' (or DecodeWeights in one)")
+  return weights
 
 
 def generate(cfg: ModelConfig, params, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,
@@ -275,12 +327,14 @@ def generate(cfg: ModelConfig, params, prompts: Sequence[Sequence[int]], *, max_
              decode_layout: Optional[str] = None,
              skip: Optional[skipdecode.SkipSchedule] = None,
              early_exit: Optional[early_exit_lib.EarlyExit] = None,
-             return_stats: bool = False):
+             dtype: Optional[Any] = None, return_stats: bool = False):
   """Generates up to `max_new_tokens` tokens after each prompt.
 
   Args:
     cfg: the model's config.
-    params: its parameters (the 'params' collection).
+    params: its parameters (the 'params' collection), or `DecodeWeights` made from them
+      (`decoding.prepare_weights`). Plain params are copied into the decode layout once and the
+      copy reused while the same (jax array) params come back (decoding/weights.py).
     prompts: token-id lists, of different lengths.
     temperature: 0 = greedy; otherwise sample from softmax(logits / temperature) after the
       top_k / top_p filters.
@@ -293,6 +347,8 @@ def generate(cfg: ModelConfig, params, prompts: Sequence[Sequence[int]], *, max_
     skip: a `SkipSchedule` (SkipDecode): generated token t runs only the layers in
       skip.active(t); the prompt runs every layer. Skipped layers are not executed.
     early_exit: an `EarlyExit` policy (the CALM baseline). At most one of skip / early_exit.
+    dtype: the decode loop's compute and weight dtype (e.g. 'bfloat16'); None = cfg.dtype and
+      the params' own (see decoding/weights.py).
     return_stats: also return {'layers_per_token': [n] layers run for each generated position
       (the prompt's full-depth pass for g_0 included), 'mean_layers', 'steps'}.
 
@@ -301,7 +357,7 @@ def generate(cfg: ModelConfig, params, prompts: Sequence[Sequence[int]], *, max_
   """
   program = prepare(cfg, params, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
                     top_k=top_k, top_p=top_p, eos_id=eos_id, rng=rng,
-                    decode_layout=decode_layout, skip=skip, early_exit=early_exit)
+                    decode_layout=decode_layout, skip=skip, early_exit=early_exit, dtype=dtype)
   out, steps, layers_used = program.run()
   out = np.asarray(out)
   stops = set(_eos_list(eos_id))

@@ -15,6 +15,8 @@ MLPS = ("gelu_tanh", "gelu", "swiglu", "gegelu")
 NORMS = ("layernorm", "rmsnorm")
 REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch", "save_attn_out")
 DTYPES = ("float32", "bfloat16", "float16")
+ATTENTION_IMPLS = ("auto", "xla", "blockwise", "cudnn", "splash")
+WEIGHT_GRADS = ("auto", "autodiff", "nn_gemm")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +59,15 @@ class ModelConfig:
     param_dtype: storage dtype of parameters.
     remat_policy: rematerialisation of each block in training: 'none', 'full', 'dots',
       'dots_no_batch', 'save_attn_out'.
-    scan_unroll: layers unrolled per iteration of the layer scan (1 = rolled).
+    scan_unroll: layers unrolled per iteration of the layer scan (1 = rolled); 0 = 'auto': every
+      layer on CPU (XLA:CPU then keeps no stacked residual buffers and slices no stacked weights:
+      a faster step, see BENCHMARKS.md), 1 on GPU/TPU.
+    weight_grad: how training differentiates the projections: 'autodiff', 'nn_gemm' (the weight
+      gradient as a plain GEMM on a transposed copy of the input: faster on XLA:CPU,
+      layers.matmul_nn_grad), or 'auto' ('nn_gemm' on CPU, 'autodiff' elsewhere).
+    attention_impl: how attention is computed (same results, other memory and speed; see
+      phi_jax/models/attention.py): 'xla' (full [T, S] scores), 'blockwise' (O(T) memory, any
+      backend), 'cudnn' (NVIDIA GPU), 'splash' (TPU), or 'auto' (by backend and sizes).
     bos_id / eos_id / pad_id: special token ids, informational (tokenizer side).
   """
 
@@ -99,7 +109,9 @@ class ModelConfig:
   dtype: str = "float32"
   param_dtype: str = "float32"
   remat_policy: str = "none"
-  scan_unroll: int = 1
+  scan_unroll: int = 0
+  weight_grad: str = "auto"
+  attention_impl: str = "xla"
   bos_id: Optional[int] = None
   eos_id: Optional[int] = None
   pad_id: Optional[int] = None
@@ -217,8 +229,12 @@ class ModelConfig:
       rate = getattr(self, field)
       if not 0.0 <= rate < 1.0:
         fail(field, f"must be in [0, 1), got {rate}")
-    if self.scan_unroll < 1:
-      fail("scan_unroll", f"must be >= 1, got {self.scan_unroll}")
+    if self.attention_impl not in ATTENTION_IMPLS:
+      fail("attention_impl", f"{self.attention_impl!r} is not one of {ATTENTION_IMPLS}")
+    if self.scan_unroll < 0:
+      fail("scan_unroll", f"must be >= 1 (or 0 = auto), got {self.scan_unroll}")
+    if self.weight_grad not in WEIGHT_GRADS:
+      fail("weight_grad", f"{self.weight_grad!r} is not one of {WEIGHT_GRADS}")
     if self.tie_embeddings and self.lm_head_bias:
       fail("lm_head_bias", "a tied LM head has no bias; set lm_head_bias=False")
     return self

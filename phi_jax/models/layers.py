@@ -8,6 +8,7 @@ The mapping onto mesh axes lives in one rules table (phi_jax.train.sharding).
 
 from __future__ import annotations
 
+import math
 from typing import Optional, Sequence
 
 import flax.linen as nn
@@ -33,6 +34,49 @@ def constrain(x: jax.Array, names: Sequence[str]) -> jax.Array:
 
 
 KERNEL_LAYOUTS = ("in_out", "out_in")
+
+
+def resolve_weight_grad(cfg: ModelConfig, backend: Optional[str] = None) -> str:
+  """The weight-gradient form a training step uses: cfg.weight_grad, or for 'auto' 'nn_gemm' on
+  CPU and 'autodiff' on GPU/TPU (where XLA's own transposed GEMMs are fast and a custom VJP would
+  only stand in the way of fusion and collective scheduling)."""
+  if cfg.weight_grad != "auto":
+    return cfg.weight_grad
+  backend = jax.default_backend() if backend is None else backend
+  return "nn_gemm" if backend == "cpu" else "autodiff"
+
+
+@jax.custom_vjp
+def matmul_nn_grad(x: jax.Array, w: jax.Array) -> jax.Array:
+  """x [N, I] @ w [I, O] -> [N, O], differentiated with the weight gradient as a plain GEMM.
+
+  Autodiff computes dW = x^T dy as a dot contracting the leading axis of both operands, a form
+  XLA:CPU's YNNPACK path does not take: it falls back to Eigen, which ran these GEMMs at about
+  half the speed of the forward ones (BENCHMARKS.md, training). Here one operand is transposed
+  into its own row-major array first (optimization_barrier keeps XLA from folding the transpose
+  back into the dot), so dW is an ordinary GEMM: x^T [I, N] @ dy [N, O], or, when I > O (an MLP's
+  down projection), (dy^T [O, N] @ x [N, I])^T, which transposes the smaller arrays (XLA also
+  fuses x's producer, e.g. the gelu, into a transpose of x: a slow strided recompute). dx = dy w^T
+  is autodiff's. The values are the same products in the same precision (equal up to fp32
+  summation order).
+  """
+  return x @ w
+
+
+def _matmul_nn_grad_fwd(x, w):
+  return x @ w, (x, w)
+
+
+def _matmul_nn_grad_bwd(res, dy):
+  x, w = res
+  if x.shape[1] > dy.shape[1]:  # I > O: transposing dy [N, O] and dW^T [O, I] moves less
+    dy_t = jax.lax.optimization_barrier(jnp.transpose(dy))
+    return dy @ w.T, jnp.transpose(dy_t @ x)
+  x_t = jax.lax.optimization_barrier(jnp.transpose(x))
+  return dy @ w.T, x_t @ dy
+
+
+matmul_nn_grad.defvjp(_matmul_nn_grad_fwd, _matmul_nn_grad_bwd)
 
 
 class Dense(nn.Module):
@@ -66,8 +110,14 @@ class Dense(nn.Module):
     if self.kernel_layout == "in_out":
       kernel = self.param("kernel", kernel_init(self.kernel_axes), (*in_shape, *self.features),
                           param_dtype)
-      contract = (tuple(range(nb, x.ndim)), tuple(range(ni)))
-      y = jax.lax.dot_general(x.astype(dtype), kernel.astype(dtype), (contract, ((), ())))
+      if resolve_weight_grad(cfg) == "nn_gemm":
+        size_in = math.prod(in_shape)
+        y = matmul_nn_grad(x.astype(dtype).reshape(-1, size_in),
+                           kernel.astype(dtype).reshape(size_in, -1))
+        y = y.reshape(*x.shape[:nb], *self.features)
+      else:
+        contract = (tuple(range(nb, x.ndim)), tuple(range(ni)))
+        y = jax.lax.dot_general(x.astype(dtype), kernel.astype(dtype), (contract, ((), ())))
     elif self.kernel_layout == "out_in":
       kernel_t = self.param("kernel_t", kernel_init(self.kernel_axes[::-1]),
                             (*self.features[::-1], *in_shape[::-1]), param_dtype)

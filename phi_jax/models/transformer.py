@@ -32,6 +32,16 @@ from phi_jax.models.layers import INIT_STD, Mlp, Norm, constrain, dense
 
 _ACT = ("activation_batch", "activation_length", "activation_embed")
 
+
+def resolve_scan_unroll(cfg: ModelConfig, backend: Optional[str] = None) -> int:
+  """Layers per iteration of the layer scan: cfg.scan_unroll, or for 0 ('auto') every layer on
+  CPU (no stacked residuals, no dynamic slices of stacked weights) and 1 (rolled) elsewhere."""
+  if cfg.scan_unroll:
+    return cfg.scan_unroll
+  backend = jax.default_backend() if backend is None else backend
+  return cfg.num_layers if backend == "cpu" else 1
+
+
 REMAT_POLICIES = {
     "full": None,
     "dots": jax.checkpoint_policies.checkpoint_dots,
@@ -181,7 +191,7 @@ class Transformer(nn.Module):
       block = nn.remat(Block, policy=REMAT_POLICIES[cfg.remat_policy], prevent_cse=False)
     stack = nn.scan(
         block, variable_axes={"params": 0}, split_rngs={"params": True, "dropout": True},
-        in_axes=(0, 0, nn.broadcast), length=cfg.num_layers, unroll=cfg.scan_unroll,
+        in_axes=(0, 0, nn.broadcast), length=cfg.num_layers, unroll=resolve_scan_unroll(cfg),
         metadata_params={nn.PARTITION_NAME: "layers"})
     layer_ids = jnp.arange(cfg.num_layers, dtype=jnp.int32)
     (x, kv), _ = stack(cfg, deterministic, self.kernel_layout, name="layers")(

@@ -47,6 +47,7 @@ RESUMABLE = (
     "log_every", "log_every_fraction", "eval_every", "eval_every_fraction",
     "checkpoint_every", "checkpoint_every_fraction", "keep_checkpoints",
     "grad_accum",                     # same tokens per step, split differently (memory)
+    "loss_chunk_len",                 # the same loss, computed in chunks (memory)
     "mesh.*", "distributed.*",        # placement, not content: checkpoints reshard on restore
     "report", "sample.*", "evals.*",  # what is measured and written, not what is trained
     "study.*",                        # what a study measures (phi_jax.study)
@@ -70,6 +71,11 @@ def get_config() -> ml_collections.ConfigDict:
   c.checkpoint_every_fraction = 0.0
   c.keep_checkpoints = 3  # newest N kept
   c.grad_accum = 1        # microbatches per step (memory); grad_accum x data x fsdp | batch_size
+  # The LM head + next-token loss (objective 'lm') over chunks of this many sequence positions
+  # (train/chunked_loss.py): memory for one chunk's float32 logits [rows, loss_chunk_len, vocab]
+  # instead of the full [rows, seq_len, vocab] and their gradient; the head's matmul runs once more.
+  # 0: the full logits. Same loss and gradients up to float rounding.
+  c.loss_chunk_len = 0
   c.report = True         # report.md, loss.png and samples at the end
   c.init_from = ""        # fine-tune from a training workdir or a Hugging Face folder ('': none)
   c.objective = "lm"      # 'lm' (next-token loss on loss_mask) | 'dpo' (train/dpo.py: preferences)

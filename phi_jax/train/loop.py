@@ -49,7 +49,7 @@ def model_config(config: ml_collections.ConfigDict, vocab_size: Optional[int] = 
 
 
 INIT_OVERRIDABLE = ("embd_dropout", "resid_dropout", "attn_dropout", "dtype", "param_dtype",
-                    "remat_policy", "scan_unroll")
+                    "remat_policy", "scan_unroll", "weight_grad", "attention_impl")
 
 
 def load_init(init_from: str) -> tuple[ModelConfig, Any]:
@@ -228,6 +228,11 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict
   if batch_size % (grad_accum * mesh.shape["data"] * mesh.shape["fsdp"]):
     raise ValueError(f"data.batch_size={batch_size} must be divisible by grad_accum={grad_accum} "
                      f"x data x fsdp mesh size ({mesh.shape['data'] * mesh.shape['fsdp']})")
+  loss_chunk_len = step_lib.check_loss_chunk_len(config.loss_chunk_len)
+  if loss_chunk_len and config.objective != "lm":
+    raise ValueError(f"loss_chunk_len={loss_chunk_len} applies to objective='lm' only (the "
+                     f"{config.objective!r} step computes full logits); set "
+                     "--config.loss_chunk_len=0")
   data = inputs.make_inputs(config, workdir, with_eval=bool(every.eval))
   init_from = config.init_from
   init_params = None
@@ -280,8 +285,10 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict
     train_step, eval_step = objective.train_step, objective.eval_step
   else:
     train_step = step_lib.jit_train_step(
-        step_lib.make_train_step(cfg, tx, schedule, grad_accum, skip=skip), shardings, mesh)
-    eval_step = step_lib.make_eval_step(cfg, mesh, shardings.params, skip=skip)
+        step_lib.make_train_step(cfg, tx, schedule, grad_accum, skip=skip,
+                                 loss_chunk_len=loss_chunk_len), shardings, mesh)
+    eval_step = step_lib.make_eval_step(cfg, mesh, shardings.params, skip=skip,
+                                        loss_chunk_len=loss_chunk_len)
   # Task evaluations (HumanEval, MBPP, multiple choice, perplexity) every `every.evals` steps.
   periodic_eval = None
   if every.evals and config.evals.tasks:

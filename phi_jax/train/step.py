@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import optax
 
 from phi_jax.models import ModelConfig, Transformer
-from phi_jax.train import sharding
+from phi_jax.train import chunked_loss, sharding
 
 
 @flax.struct.dataclass
@@ -28,25 +28,41 @@ class TrainState:
   rng: jax.Array  # uint32 key data of the dropout stream; folded with the step
 
 
-def cross_entropy(logits: jax.Array, targets: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+def cross_entropy(logits: jax.Array, targets: jax.Array,
+                  mask: jax.Array) -> tuple[jax.Array, jax.Array]:
   """(sum of masked token losses, number of masked tokens). logits [B, T, V] float32."""
   losses = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
   mask = mask.astype(jnp.float32)
   return jnp.sum(losses * mask), jnp.sum(mask)
 
 
+def check_loss_chunk_len(loss_chunk_len: int) -> int:
+  """Validates `config.loss_chunk_len` (0: full logits; N >= 1: chunks of N positions)."""
+  if isinstance(loss_chunk_len, bool) or not isinstance(loss_chunk_len, int) or loss_chunk_len < 0:
+    raise ValueError(f"loss_chunk_len={loss_chunk_len!r} must be an integer >= 0: 0 computes the "
+                     "full [batch, seq, vocab] logits, N >= 1 the LM head and loss over chunks of "
+                     "N sequence positions (e.g. --config.loss_chunk_len=256)")
+  return int(loss_chunk_len)
+
+
 def _forward_loss(model: Transformer, params, batch, rng: Optional[jax.Array], deterministic: bool,
-                  skip: Optional[Any] = None):
+                  skip: Optional[Any] = None, loss_chunk_len: int = 0):
+  """(mean masked token loss, (sum, count)); loss_chunk_len > 0: without the full logits
+  (train/chunked_loss.py)."""
   if skip is not None:  # SkipDecode, teacher-forced: layers by position within the target
     if "target_index" not in batch:
       raise ValueError("training with a skip schedule needs prompt_completion batches "
                        "(config.data.format='prompt_completion'), which carry target_index")
     batch = {**batch, "layer_mask": skip.layer_mask(batch["target_index"])}
-  logits = model.apply({"params": params}, batch["inputs"], positions=batch["positions"],
-                       segment_ids=batch["segment_ids"], layer_mask=batch.get("layer_mask"),
-                       deterministic=deterministic,
-                       rngs=None if deterministic else {"dropout": rng})
-  total, count = cross_entropy(logits, batch["targets"], batch["loss_mask"])
+  out = model.apply({"params": params}, batch["inputs"], positions=batch["positions"],
+                    segment_ids=batch["segment_ids"], layer_mask=batch.get("layer_mask"),
+                    deterministic=deterministic, return_hidden=loss_chunk_len > 0,
+                    rngs=None if deterministic else {"dropout": rng})
+  if loss_chunk_len > 0:  # out: the residual stream [B, T, D] before the final norm
+    total, count = chunked_loss.chunked_cross_entropy(
+        model.cfg, params, out, batch["targets"], batch["loss_mask"], loss_chunk_len)
+  else:  # out: the logits [B, T, V]
+    total, count = cross_entropy(out, batch["targets"], batch["loss_mask"])
   return total / jnp.maximum(count, 1.0), (total, count)
 
 
@@ -89,16 +105,21 @@ def abstract_state(cfg: ModelConfig, tx: optax.GradientTransformation, seq_len: 
 
 def make_train_step(cfg: ModelConfig, tx: optax.GradientTransformation,
                     schedule: optax.Schedule, grad_accum: int = 1,
-                    skip: Optional[Any] = None) -> Callable:
+                    skip: Optional[Any] = None, loss_chunk_len: int = 0) -> Callable:
   """(state, batch) -> (state, metrics). Not jitted here: see `jit_train_step`.
 
   skip: a `decoding.skipdecode.SkipSchedule` to train with (SkipDecode fine-tuning): each target
   token's input runs only the layers its position in the target is scheduled for.
+  loss_chunk_len: `config.loss_chunk_len`: 0 computes the full [B, T, V] logits; N >= 1 the LM
+  head and loss over chunks of N sequence positions (train/chunked_loss.py: one chunk's logits
+  held at a time; the same loss and gradients up to float rounding).
   """
   model = Transformer(cfg)
   deterministic = not (cfg.embd_dropout or cfg.resid_dropout or cfg.attn_dropout)
+  loss_chunk_len = check_loss_chunk_len(loss_chunk_len)
   grad_fn = jax.value_and_grad(
-      lambda p, b, r: _forward_loss(model, p, b, r, deterministic, skip), has_aux=True)
+      lambda p, b, r: _forward_loss(model, p, b, r, deterministic, skip, loss_chunk_len),
+      has_aux=True)
 
   def train_step(state: TrainState, batch: dict[str, jax.Array]):
     rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
@@ -146,13 +167,14 @@ def jit_train_step(train_step: Callable, state_shardings: Any, mesh: jax.shardin
 
 
 def make_eval_step(cfg: ModelConfig, mesh: jax.sharding.Mesh, param_shardings: Any,
-                   skip: Optional[Any] = None) -> Callable:
+                   skip: Optional[Any] = None, loss_chunk_len: int = 0) -> Callable:
   """(params, batch) -> (sum of token losses, token count), jitted and sharded (under the skip
-  schedule, if given, as in training)."""
+  schedule and loss_chunk_len, if given, as in training)."""
   model = Transformer(cfg)
+  loss_chunk_len = check_loss_chunk_len(loss_chunk_len)
 
   def eval_step(params, batch):
-    _, (total, count) = _forward_loss(model, params, batch, None, True, skip)
+    _, (total, count) = _forward_loss(model, params, batch, None, True, skip, loss_chunk_len)
     return total, count
 
   jitted = jax.jit(eval_step, in_shardings=(param_shardings, sharding.batch_sharding(mesh)),

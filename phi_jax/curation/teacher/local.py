@@ -82,8 +82,11 @@ class LocalTeacher:
 
   def _generate(self, prompts: Sequence[str], max_tokens: int, temperature: float) -> list[str]:
     import jax  # pylint: disable=g-import-not-at-top
-    from phi_jax.decoding import generate  # pylint: disable=g-import-not-at-top
+    from phi_jax.decoding import generate, prepare_weights  # pylint: disable=g-import-not-at-top
     eos = self.tokenizer.eos_id if self.tokenizer.eos_id is not None else self.cfg.eos_id
+    # The decode layout once for all batches: generate only reuses its copy for jax-array params,
+    # and loaded checkpoints are numpy.
+    weights = prepare_weights(self.cfg, self.params)
     out = []
     for start in range(0, len(prompts), self.batch_size):
       batch = list(prompts[start:start + self.batch_size])
@@ -91,7 +94,7 @@ class LocalTeacher:
       ids = [i if i else [eos] for i in ids]  # An empty prompt starts from EOS (a boundary).
       salt = zlib.crc32("\x00".join(batch).encode("utf-8"))
       rng = jax.random.fold_in(jax.random.key(self.seed), salt)
-      tokens = generate(self.cfg, self.params, ids, max_new_tokens=max_tokens,
+      tokens = generate(self.cfg, weights, ids, max_new_tokens=max_tokens,
                         temperature=temperature, top_k=self.top_k, top_p=self.top_p,
                         eos_id=eos, rng=rng)
       for row in tokens:
