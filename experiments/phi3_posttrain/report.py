@@ -139,19 +139,22 @@ def markdown(agg: dict[str, Any], n: int) -> str:
   lines = [f"Seeds {', '.join(map(str, agg['seeds']))}; pass@1 of greedy replies on {n} held-out "
            "exercises (unseen variants). Mean [95% t-interval across seeds] (per seed); pooled "
            "[95% Wilson].", "", "| stage / prompt | pass@1 | parses |", "|---|---|---|"]
+  one_seed = len(agg["seeds"]) < 2
   for name, e in agg["stages"].items():
     lo, hi = e["seed_ci95"]
     plo, phi = e["pooled_wilson95"]
-    lines.append(f"| {name} | {pct(e['mean'])}% [{pct(max(lo, 0))}, {pct(min(hi, 1))}] "
+    ci = "[one seed: no interval]" if one_seed else f"[{pct(max(lo, 0))}, {pct(min(hi, 1))}]"
+    lines.append(f"| {name} | {pct(e['mean'])}% {ci} "
                  f"({', '.join(pct(v) for v in e['per_seed'])}); pooled {e['passed']}/{e['n']} "
                  f"[{pct(plo)}, {pct(phi)}] | "
                  f"{', '.join(f'{100 * v:.0f}%' for v in e['parse_rate_per_seed'])} |")
   lines += ["", "| lift | mean [95% t-interval] (per seed) | beyond the noise |", "|---|---|---|"]
   for name, e in agg["lifts"].items():
     lo, hi = e["seed_ci95"]
-    lines.append(f"| {name} | {pct(e['mean'])} pt [{pct(lo)}, {pct(hi)}] "
-                 f"({', '.join(pct(v) for v in e['per_seed'])}) | "
-                 f"{'yes' if e['beyond_noise'] else 'no'} |")
+    ci = "[one seed: no interval]" if one_seed else f"[{pct(lo)}, {pct(hi)}]"
+    verdict = "cannot say (one seed)" if one_seed else ("yes" if e["beyond_noise"] else "no")
+    lines.append(f"| {name} | {pct(e['mean'])} pt {ci} "
+                 f"({', '.join(pct(v) for v in e['per_seed'])}) | {verdict} |")
   lines += ["", "| seed | prompts | samples | sample pass rate | prompts with both | pairs "
             "(reference chosen) | pairs flagged | DPO final reward margin / accuracy |",
             "|---|---|---|---|---|---|---|---|"]
