@@ -33,8 +33,7 @@ import statistics
 import sys
 import time
 
-HBM_TBPS = (("H200", 4.8), ("H100 NVL", 3.9), ("H100 PCIe", 2.0), ("H100", 3.35),
-            ("A100", 2.039))  # first substring of device_kind matching
+from device_specs import HBM_TBPS, lookup  # experiments/perf/, beside this script
 
 
 def _parse(argv=None) -> argparse.Namespace:
@@ -49,16 +48,6 @@ def _parse(argv=None) -> argparse.Namespace:
   p.add_argument("--hbm_tbps", type=float, default=None,
                  help="HBM bandwidth in TB/s (default: looked up by the device's name)")
   return p.parse_args(argv)
-
-
-def hbm_bandwidth(kind: str, override: float | None) -> float | None:
-  """Bytes/s of a device's HBM (by its device_kind), or the override (TB/s)."""
-  if override is not None:
-    return override * 1e12
-  for name, tbps in HBM_TBPS:
-    if name.lower() in kind.lower():
-      return tbps * 1e12
-  return None
 
 
 def main(args: argparse.Namespace) -> dict:
@@ -78,10 +67,8 @@ def main(args: argparse.Namespace) -> dict:
   cfg = presets.get("phi-1.5", **overrides)
   device = jax.devices()[0]
   kind = device.device_kind
-  bandwidth = hbm_bandwidth(kind, args.hbm_tbps)
-  if bandwidth is None and device.platform != "cpu":
-    raise SystemExit(f"unknown device {kind!r}: its HBM bandwidth is not in this script's table "
-                     f"{HBM_TBPS}; pass --hbm_tbps=<TB/s>")
+  bandwidth = lookup(HBM_TBPS, kind, args.hbm_tbps, device.platform, "HBM bandwidth",
+                     "--hbm_tbps=<TB/s>")
 
   shapes = jax.eval_shape(Transformer(cfg).init, jax.random.key(0), jnp.zeros((1, 8), jnp.int32))
   shapes = jax.tree_util.tree_map(lambda x: getattr(x, "value", x), shapes["params"],

@@ -45,8 +45,7 @@ import statistics
 import sys
 import time
 
-PEAK_BF16_TFLOPS = (("H200", 989.0), ("H100 NVL", 835.0), ("H100 PCIe", 756.0),
-                    ("H100", 989.0), ("A100", 312.0))  # first substring of device_kind matching
+from device_specs import PEAK_BF16_TFLOPS, lookup  # experiments/perf/, beside this script
 
 
 def _parse(argv=None) -> argparse.Namespace:
@@ -67,16 +66,6 @@ def _parse(argv=None) -> argparse.Namespace:
   p.add_argument("--model_override", action="append", default=[], metavar="FIELD=VALUE",
                  help="ModelConfig field overrides, e.g. attention_impl=blockwise (repeatable)")
   return p.parse_args(argv)
-
-
-def peak_flops(kind: str, override: float | None) -> float | None:
-  """Peak dense bf16 FLOP/s of a device (by its device_kind) or the override (TFLOP/s)."""
-  if override is not None:
-    return override * 1e12
-  for name, tflops in PEAK_BF16_TFLOPS:
-    if name.lower() in kind.lower():
-      return tflops * 1e12
-  return None
 
 
 def model_flops_per_step(num_layers: int, seq_len: int, d_attn: int, num_params: int,
@@ -128,10 +117,8 @@ def main(args: argparse.Namespace) -> dict:
 
   device = jax.devices()[0]
   kind = device.device_kind
-  peak = peak_flops(kind, args.peak_tflops)
-  if peak is None and device.platform != "cpu":
-    raise SystemExit(f"unknown device {kind!r}: its peak bf16 FLOP/s is not in this script's "
-                     f"table {PEAK_BF16_TFLOPS}; pass --peak_tflops=<dense bf16 TFLOP/s>")
+  peak = lookup(PEAK_BF16_TFLOPS, kind, args.peak_tflops, device.platform,
+                "peak bf16 FLOP/s", "--peak_tflops=<dense bf16 TFLOP/s>")
 
   tx = optax.chain(
       optax.clip_by_global_norm(1.0),
