@@ -68,13 +68,13 @@ torch.set_num_threads(1)
 BEFORE = dict(scan_unroll=1, weight_grad="autodiff")  # the step before the CPU defaults
 
 
-def model_config():
+def model_config(quickstart=None):
+  """The benchmark's ModelConfig; `quickstart`: the quickstart training config, whose model it is."""
   if ARGS.quick:
     return presets.get("tiny-parallel", vocab_size=512, max_seq_len=2048)
-  if ARGS.model == "quickstart":
+  if quickstart is not None:
     from phi_jax.train import loop
-    config = quickstart_config()
-    return loop.model_config(config, vocab_size=config.data.tokenizer_vocab_size)
+    return loop.model_config(quickstart, vocab_size=quickstart.data.tokenizer_vocab_size)
   return presets.get("phi-1", vocab_size=8192, d_model=384, num_layers=6, num_heads=6,
                      mlp_dim=1536, rotary_dim=32)
 
@@ -169,10 +169,10 @@ def spread(seconds: list, tokens: int) -> dict:
 
 def main() -> None:
   reps = 3 if ARGS.quick else ARGS.reps
-  cfg = model_config()
-  if ARGS.model == "quickstart":
-    qs = quickstart_config().data
-    ARGS.batch, ARGS.seq = qs.batch_size, qs.seq_len
+  quickstart = quickstart_config() if ARGS.model == "quickstart" else None
+  cfg = model_config(quickstart)
+  if quickstart is not None:
+    ARGS.batch, ARGS.seq = quickstart.data.batch_size, quickstart.data.seq_len
   inputs, targets = batch_arrays(cfg)
   after, compile_after = phi_jax_stepper(cfg, inputs, targets)
   before, compile_before = phi_jax_stepper(cfg.replace(**BEFORE), inputs, targets)
@@ -181,7 +181,8 @@ def main() -> None:
     steppers["reference"] = torch_stepper(hf_model(cfg), inputs, targets)
   times, losses = interleaved(steppers, reps)
   tokens = ARGS.batch * ARGS.seq
-  med = {name: statistics.median(t) for name, t in times.items()}
+  spreads = {name: spread(t, tokens) for name, t in times.items()}
+  med = {name: sp["median_s"] for name, sp in spreads.items()}
   result = {
       "benchmark": "train_vs_hf", "machine": f"{platform.processor() or platform.machine()}, "
       f"pinned to cpu {CPU}", "date": datetime.datetime.now().isoformat(timespec="minutes"),
@@ -191,7 +192,7 @@ def main() -> None:
       "phi_jax": tokens / med["phi_jax"], "phi_jax_before": tokens / med["phi_jax_before"],
       "after_over_before": med["phi_jax_before"] / med["phi_jax"],
       "phi_jax_compile_s": compile_after, "phi_jax_before_compile_s": compile_before,
-      "spread": {name: spread(t, tokens) for name, t in times.items()},
+      "spread": spreads,
       "loss_first_step": {name: l[0] for name, l in losses.items()},
       "loss_last_step": {name: l[-1] for name, l in losses.items()},
       "versions": {"jax": jax.__version__, "torch": torch.__version__,
