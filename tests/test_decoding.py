@@ -279,6 +279,24 @@ def test_prepared_weights_decode_like_params_and_bfloat16_runs_in_bfloat16(layou
     decoding.prepare_weights(cfg, params, dtype="int8")
 
 
+def test_ensure_weights_passes_decode_weights_through_and_prepares_params():
+  cfg, params = tiny("tiny-serial")
+  host = jax.tree_util.tree_map(np.asarray, params)  # loaded checkpoints are numpy
+  bf16 = decoding.ensure_weights(cfg, host, layout="per_layer", dtype="bfloat16")
+  assert isinstance(bf16, decoding.DecodeWeights)
+  assert (bf16.layout, bf16.dtype) == ("per_layer", "bfloat16")
+  assert {x.dtype for x in jax.tree_util.tree_leaves(bf16)} == {jnp.dtype(jnp.bfloat16)}
+  assert decoding.ensure_weights(cfg, bf16) is bf16  # given weights: as they are
+  assert decoding.ensure_weights(cfg, bf16, layout="per_layer", dtype=jnp.bfloat16) is bf16
+  assert decoding.ensure_weights(cfg, host).dtype is None  # default: the params' own dtype
+  with pytest.raises(ValueError, match="layout='stacked'"):
+    decoding.ensure_weights(cfg, bf16, layout="stacked")
+  with pytest.raises(ValueError, match="dtype='float32'"):
+    decoding.ensure_weights(cfg, bf16, dtype="float32")
+  with pytest.raises(ValueError, match="num_layers"):
+    decoding.ensure_weights(cfg.replace(num_layers=3), bf16)
+
+
 # ---- the blocked decode cache: attention over the filled blocks only ----------------------------
 
 

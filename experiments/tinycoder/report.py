@@ -20,6 +20,7 @@ import sys
 from typing import Any
 
 from phi_jax.curation.stages import write_json
+from phi_jax.data import files
 from phi_jax.evals.functions import seed_interval, wilson
 from phi_jax.study.report import SET_LABELS
 
@@ -113,9 +114,7 @@ def main(argv=None) -> int:
   out.mkdir(parents=True, exist_ok=True)
   write_json(out / "seeds.json", agg)
   text = markdown(agg)
-  tmp = out / "seeds.md.tmp"
-  tmp.write_text(text)
-  tmp.replace(out / "seeds.md")
+  files.write_text(out / "seeds.md", text)
   if args.copy_seed is not None:
     if args.copy_seed not in studies:
       raise SystemExit(f"--copy_seed={args.copy_seed}: the sweep has seeds {sorted(studies)}")

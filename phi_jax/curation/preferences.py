@@ -99,8 +99,7 @@ def complete_chat(cfg: Any, params: Any, tokenizer: Any, conversations: Sequence
   """
   import jax  # pylint: disable=g-import-not-at-top
   from phi_jax import chat  # pylint: disable=g-import-not-at-top
-  from phi_jax.decoding import (  # pylint: disable=g-import-not-at-top
-      DecodeWeights, generate, prepare_weights)
+  from phi_jax.decoding import ensure_weights, generate  # pylint: disable=g-import-not-at-top
   from phi_jax.evals import codegen  # pylint: disable=g-import-not-at-top
   if temperature == 0 and num_samples != 1:
     raise ValueError(f"greedy decoding gives identical samples: num_samples={num_samples} needs "
@@ -116,7 +115,7 @@ def complete_chat(cfg: Any, params: Any, tokenizer: Any, conversations: Sequence
   out: list[list[str]] = [[""] * num_samples for _ in ids]
   # The decode layout once for every batch (loaded params are numpy, which generate's own cache
   # of the last params' layout does not keep).
-  weights = params if isinstance(params, DecodeWeights) else prepare_weights(cfg, params)
+  weights = ensure_weights(cfg, params)
   for b in range(0, len(work), batch_size):
     batch = work[b:b + batch_size]
     new = generate(cfg, weights, [ids[i] for i, _ in batch], max_new_tokens=max_new_tokens,

@@ -37,11 +37,11 @@ import os
 import pathlib
 import random
 import re
-import tempfile
 from typing import Any, Iterable, Optional, Sequence
 
 from phi_jax.curation import procedural
 from phi_jax.curation import teacher as teacher_lib
+from phi_jax.data import files
 
 CODE_TOPICS = (
     "variables and assignment", "integer and float arithmetic", "string methods",
@@ -297,20 +297,9 @@ class GenerationStats:
     return dataclasses.asdict(self)
 
 
-def _write_text(path: pathlib.Path, text: str) -> None:
-  """Writes a temp file beside `path`, then renames it into place."""
-  fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-  try:
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-      f.write(text)
-    os.replace(tmp, path)
-  except BaseException:
-    pathlib.Path(tmp).unlink(missing_ok=True)
-    raise
-
 
 def _write_jsonl(path: pathlib.Path, rows: Iterable[dict[str, Any]]) -> None:
-  _write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+  files.write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 def _ask(teacher: teacher_lib.Teacher, prompts: Sequence[SyntheticPrompt], *, max_tokens: int,
@@ -356,7 +345,7 @@ def _finish(stats: GenerationStats, out_dir: pathlib.Path, kept: list[dict[str, 
   stats.kept, stats.out_dir, stats.dataset = len(kept), str(out_dir), dataset
   stats.data_dir = os.fspath(data_dir) if data_dir else str(out_dir / "tfds")
   stats.builder_kwargs = {"source_dir": str(out_dir)}
-  _write_text(out_dir / "stats.json", json.dumps(stats.to_dict(), indent=2) + "\n")
+  files.write_text(out_dir / "stats.json", json.dumps(stats.to_dict(), indent=2) + "\n")
   logging.info("synthetic %s: kept %d of %d, rejected %s", stats.kind, stats.kept,
                stats.requested, stats.rejected)
   if build:

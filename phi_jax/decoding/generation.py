@@ -301,14 +301,8 @@ def _decode_weights(cfg: ModelConfig, params, decode_layout: Optional[str], dtyp
     layouts.check_layout(decode_layout)
   if isinstance(params, DecodeWeights):
     weights = params
-    weights.decode_cfg(cfg)  # checks the depth
-    if decode_layout is not None and decode_layout != weights.layout:
-      raise ValueError(f"decode_layout={decode_layout!r} but the DecodeWeights given are in "
-                       f"layout {weights.layout!r}; pass decode_layout=None or prepare them in "
-                       f"{decode_layout!r}")
-    if dtype is not None and weights_lib._dtype_name(dtype) != (weights.dtype or cfg.dtype):
-      raise ValueError(f"dtype={dtype!r} but the DecodeWeights given run in "
-                       f"{weights.dtype or cfg.dtype}; pass dtype=None or prepare them with it")
+    weights_lib.check_weights(cfg, weights, layout=decode_layout, dtype=dtype,
+                              layout_arg="decode_layout")
   else:
     if decode_layout is None:
       decode_layout = default_decode_layout(params)

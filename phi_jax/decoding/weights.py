@@ -103,6 +103,36 @@ def prepare_weights(cfg: ModelConfig, params: Mapping[str, Any], *,
   return DecodeWeights(per_layer, layout, name, num_layers)
 
 
+def check_weights(cfg: ModelConfig, weights: DecodeWeights, *, layout: Optional[str] = None,
+                  dtype: Optional[DTypeLike] = None, layout_arg: str = "layout") -> None:
+  """Raises a ValueError unless `weights` are of cfg's depth and, where given, in `layout` and
+  running in `dtype` (`layout_arg`: the caller's name of the layout argument, for the error)."""
+  weights.decode_cfg(cfg)  # checks the depth
+  if layout is not None and layout != weights.layout:
+    raise ValueError(f"{layout_arg}={layout!r} but the DecodeWeights given are in "
+                     f"layout {weights.layout!r}; pass {layout_arg}=None or prepare them in "
+                     f"{layout!r}")
+  if dtype is not None and _dtype_name(dtype) != (weights.dtype or cfg.dtype):
+    raise ValueError(f"dtype={dtype!r} but the DecodeWeights given run in "
+                     f"{weights.dtype or cfg.dtype}; pass dtype=None or prepare them with it")
+
+
+def ensure_weights(cfg: ModelConfig, params: Union[Mapping[str, Any], DecodeWeights], *,
+                   layout: Optional[str] = None,
+                   dtype: Optional[DTypeLike] = None) -> DecodeWeights:
+  """`params` as DecodeWeights: given ones as they are (checked against cfg and, where given,
+  `layout` / `dtype`: `check_weights`), plain params through `prepare_weights(cfg, params,
+  layout=layout, dtype=dtype)`.
+
+  For a caller that decodes the same params in many `generate` calls (batches): it makes the
+  decode layout once before its loop. generate's own cache (`cached_weights`) keeps only jax-array
+  params, and loaded checkpoints are numpy."""
+  if isinstance(params, DecodeWeights):
+    check_weights(cfg, params, layout=layout, dtype=dtype)
+    return params
+  return prepare_weights(cfg, params, layout=layout, dtype=dtype)
+
+
 # Jitted: one program each (XLA:CPU's eager op-by-op copies and transposes are several x slower).
 _jit_cast = jax.jit(_cast, static_argnums=1)
 _jit_per_layer = jax.jit(lambda p, name, kernel_layout: layouts.per_layer_params(

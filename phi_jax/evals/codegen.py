@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import jax
 
-from phi_jax.decoding import DecodeWeights, generate, prepare_weights
+from phi_jax.decoding import ensure_weights, generate
 from phi_jax.models.config import ModelConfig
 
 
@@ -67,8 +67,7 @@ def complete(cfg: ModelConfig, params: Any, tokenizer: Any, prompts: Sequence[st
   if progress:
     import tqdm
     batches = tqdm.tqdm(batches, desc="generating", unit="batch")
-  if not isinstance(params, DecodeWeights):  # the decode layout once, not once per batch
-    params = prepare_weights(cfg, params)
+  params = ensure_weights(cfg, params)  # the decode layout once, not once per batch
   for b, batch in enumerate(batches):
     new = generate(cfg, params, [ids[i] for i, _ in batch], max_new_tokens=max_new_tokens,
                    temperature=temperature, top_k=top_k, top_p=top_p, eos_id=eos,

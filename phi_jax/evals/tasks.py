@@ -22,6 +22,8 @@ import pathlib
 import re
 from typing import Any, Optional, Sequence
 
+from phi_jax.data import files
+
 _PASS_AT = ("pass@1", "pass@10", "pass@100")
 HEADLINE = {"humaneval": _PASS_AT, "mbpp": _PASS_AT, "mc": ("acc", "acc_norm"),
             "ppl": ("perplexity", "bits_per_byte")}
@@ -162,12 +164,6 @@ def markdown_table(results: Sequence[dict[str, Any]]) -> str:
   return "\n".join(lines) + "\n"
 
 
-def _atomic_write(path: pathlib.Path, text: str) -> None:
-  tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-  tmp.write_text(text, encoding="utf-8")
-  os.replace(tmp, path)
-
-
 def write_results(out_dir: str | os.PathLike, results: Sequence[dict[str, Any]],
                   meta: Optional[dict[str, Any]] = None) -> pathlib.Path:
   """out_dir/results.json (summaries + meta), results.md (the table), <task>.jsonl (per item).
@@ -180,12 +176,12 @@ def write_results(out_dir: str | os.PathLike, results: Sequence[dict[str, Any]],
     for key in DETAIL_KEYS:
       if key in r:
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", r["task"])
-        _atomic_write(out / f"{safe}.jsonl",
-                      "".join(json.dumps(row) + "\n" for row in r[key]))
+        files.write_text(out / f"{safe}.jsonl",
+                         "".join(json.dumps(row) + "\n" for row in r[key]))
         summary["details"] = f"{safe}.jsonl"
     summaries.append(summary)
-  _atomic_write(out / "results.json",
-                json.dumps({"meta": meta or {}, "results": summaries}, indent=2) + "\n")
+  files.write_text(out / "results.json",
+                   json.dumps({"meta": meta or {}, "results": summaries}, indent=2) + "\n")
   header = "".join(f"- {k}: {v}\n" for k, v in (meta or {}).items())
-  _atomic_write(out / "results.md", "# Evaluation\n\n" + header + "\n" + markdown_table(results))
+  files.write_text(out / "results.md", "# Evaluation\n\n" + header + "\n" + markdown_table(results))
   return out / "results.json"

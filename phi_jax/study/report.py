@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import ml_collections
 
 from phi_jax.curation.stages import write_json
+from phi_jax.data import files
 from phi_jax.train.report import new_figure, save_figure
 
 SET_LABELS = {
@@ -130,9 +131,7 @@ def write(config: ml_collections.ConfigDict, workdir: pathlib.Path, names: list[
             f"{platform.python_implementation()} {platform.python_version()}; written "
             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", ""]
   report = workdir / "report.md"
-  tmp = report.with_suffix(".md.tmp")
-  tmp.write_text("\n".join(lines))
-  os.replace(tmp, report)
+  files.write_text(report, "\n".join(lines))
   out = {"arms": names, "results": results, "summaries": summaries, "timings": timings,
          "tokens_per_arm": config.total_steps * tokens_per_step,
          "tokens_per_step": tokens_per_step, "curves": curves}

@@ -45,7 +45,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from phi_jax.data import pipeline, posttrain_formats
+from phi_jax.data import files, pipeline, posttrain_formats
 from phi_jax.models import ModelConfig, Transformer
 from phi_jax.train import sharding
 from phi_jax.train.step import TrainState
@@ -353,9 +353,8 @@ def prepare(config: ml_collections.ConfigDict, cfg: ModelConfig, data: Any,
         if jax.process_index() == 0:
           np.save(f"{path}.tmp.npy", values)
           pathlib.Path(f"{path}.tmp.npy").replace(path)
-          tmp = meta_path.with_suffix(".json.tmp")
-          tmp.write_text(json.dumps({"fingerprint": fingerprint, "rows": len(split_source)}))
-          tmp.replace(meta_path)
+          files.write_text(meta_path, json.dumps({"fingerprint": fingerprint,
+                                                  "rows": len(split_source)}))
       sources[split] = posttrain_formats.WithReference(split_source, values)
     data.train_iter = pipeline.make_iterator(data.data_config, data.tokenizer,
                                              source=sources["train"], encode_chat=data.encode_chat)

@@ -21,6 +21,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from phi_jax.data import files
 from phi_jax.decoding import skipdecode
 from phi_jax.models import ModelConfig, presets
 from phi_jax.train import checkpoint as ckpt_lib
@@ -105,9 +106,8 @@ def check_resume(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> No
 
 def write_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:
   if jax.process_index() == 0:
-    tmp = workdir / "config.json.tmp"
-    tmp.write_text(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, workdir / "config.json")
+    files.write_text(workdir / "config.json",
+                     config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
 
 
 @dataclasses.dataclass(frozen=True)

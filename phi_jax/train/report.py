@@ -9,6 +9,7 @@ from typing import Any, Optional
 import jax
 import ml_collections
 
+from phi_jax.data import files
 from phi_jax.decoding import generate, skipdecode
 from phi_jax.models import ModelConfig
 from phi_jax.train import metrics as metrics_lib
@@ -94,7 +95,5 @@ def write_report(config: ml_collections.ConfigDict, workdir: pathlib.Path, cfg: 
     for prompt, completion in samples:
       lines += ["```python", prompt + completion, "```", ""]
   path = workdir / "report.md"
-  tmp = workdir / "report.md.tmp"
-  tmp.write_text("\n".join(lines))
-  os.replace(tmp, path)
+  files.write_text(path, "\n".join(lines))
   return {"report": str(path), "samples": [p + c for p, c in samples]}

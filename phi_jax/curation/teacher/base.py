@@ -7,8 +7,9 @@ import hashlib
 import json
 import os
 import pathlib
-import tempfile
 from typing import Any, Mapping, Optional, Protocol, Sequence
+
+from phi_jax.data import files
 
 CACHE_FORMAT = 1  # Bump to invalidate every cache entry (changes the keys).
 
@@ -88,14 +89,8 @@ class ResponseCache:
   def put(self, key: str, completion: str, request: Mapping[str, Any]) -> None:
     path = self._path(key)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{key[:8]}.", dir=path.parent)
-    try:
-      with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump({"completion": completion, "request": request}, f, ensure_ascii=False)
-      os.replace(tmp, path)
-    except BaseException:
-      pathlib.Path(tmp).unlink(missing_ok=True)
-      raise
+    files.write_text(path, json.dumps({"completion": completion, "request": request},
+                                      ensure_ascii=False))
 
   def count(self) -> int:
     """Entries on disk."""

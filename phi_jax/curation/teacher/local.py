@@ -82,11 +82,11 @@ class LocalTeacher:
 
   def _generate(self, prompts: Sequence[str], max_tokens: int, temperature: float) -> list[str]:
     import jax  # pylint: disable=g-import-not-at-top
-    from phi_jax.decoding import generate, prepare_weights  # pylint: disable=g-import-not-at-top
+    from phi_jax.decoding import ensure_weights, generate  # pylint: disable=g-import-not-at-top
     eos = self.tokenizer.eos_id if self.tokenizer.eos_id is not None else self.cfg.eos_id
     # The decode layout once for all batches: generate only reuses its copy for jax-array params,
     # and loaded checkpoints are numpy.
-    weights = prepare_weights(self.cfg, self.params)
+    weights = ensure_weights(self.cfg, self.params)
     out = []
     for start in range(0, len(prompts), self.batch_size):
       batch = list(prompts[start:start + self.batch_size])

@@ -13,6 +13,8 @@ The datasets (`BUILDERS`):
                        quality scores (filtered_corpus.py)
   conversations        chat conversations from JSONL, for SFT (conversations.py)
   preferences          chosen / rejected preference pairs from JSONL, for DPO (conversations.py)
+The JSONL ones (synthetic_*, filtered_corpus, conversations, preferences) share `jsonl.JsonlBuilder`
+(config fingerprint, features, splits: jsonl.py).
 
     builder = build('code_corpus', '/tmp/tfds', max_files=30)   # stdlib .py files, 30 of them
     train = builder.as_data_source('train')                      # train[i] -> {'text': b'...', ...}

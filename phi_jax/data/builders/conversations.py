@@ -21,21 +21,15 @@ rejected. Train with data.format='chat' / 'preference' (phi_jax/data/posttrain_f
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import inspect
 import json
 import os
 import pathlib
 import random
-import re
 from typing import Any, Iterator, Optional, Sequence
 
-from etils import epath
-import tensorflow_datasets as tfds
+from phi_jax.data.builders import jsonl
+from phi_jax.data.builders.jsonl import RECORDS_FILE
 
-from phi_jax.data.builders.synthetic import RECORDS_FILE, split_records
-
-_NAME_CHARS = re.compile(r"[^a-z0-9]+")
 ROLES = ("system", "user", "assistant", "tool")
 DEMO_SIZE = 400
 
@@ -90,57 +84,45 @@ def read_jsonl(source_dir: str | os.PathLike, kind: str) -> list[dict[str, Any]]
     raise ValueError(f"{path} does not exist: source_dir must be a .jsonl file or a folder with "
                      f"{RECORDS_FILE} (or '' for the built-in demo set)")
   records = []
-  with path.open(encoding="utf-8") as f:
-    for n, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      where = f"{path}:{n}"
-      try:
-        record = json.loads(line)
-      except ValueError as e:
-        raise ValueError(f"{where} is not valid JSON: {e}") from None
-      if not isinstance(record, dict):
-        raise ValueError(f"{where}: each line must be a JSON object")
-      if kind == "conversations":
-        _check_messages(record.get("messages"), where)
-        if not any(m["role"] == "assistant" for m in record["messages"]):
-          raise ValueError(f"{where}: a conversation needs an assistant turn to train on")
-      else:
-        for key in ("chosen", "rejected"):
-          if not isinstance(record.get(key), str):
-            raise ValueError(f"{where}: a preference record needs a string {key!r}")
-        if "messages" in record:
-          _check_messages(record["messages"], where, last_role="user")
-        elif not isinstance(record.get("prompt"), str) or not record["prompt"]:
-          raise ValueError(f"{where}: a preference record needs a non-empty string 'prompt' or "
-                           "a 'messages' list")
-      record = dict(record, id=str(record.get("id") or f"line{n}"))
-      records.append(record)
+  for n, record in jsonl.iter_jsonl(path):
+    where = f"{path}:{n}"
+    if not isinstance(record, dict):
+      raise ValueError(f"{where}: each line must be a JSON object")
+    if kind == "conversations":
+      _check_messages(record.get("messages"), where)
+      if not any(m["role"] == "assistant" for m in record["messages"]):
+        raise ValueError(f"{where}: a conversation needs an assistant turn to train on")
+    else:
+      for key in ("chosen", "rejected"):
+        if not isinstance(record.get(key), str):
+          raise ValueError(f"{where}: a preference record needs a string {key!r}")
+      if "messages" in record:
+        _check_messages(record["messages"], where, last_role="user")
+      elif not isinstance(record.get("prompt"), str) or not record["prompt"]:
+        raise ValueError(f"{where}: a preference record needs a non-empty string 'prompt' or "
+                         "a 'messages' list")
+    record = dict(record, id=str(record.get("id") or f"line{n}"))
+    records.append(record)
   return records
 
 
 @dataclasses.dataclass(eq=False)
-class ChatJsonlConfig(tfds.core.BuilderConfig):
+class ChatJsonlConfig(jsonl.JsonlConfig):
   """source_dir: the .jsonl file or its folder ('' = demo); validation_fraction; max_files: the
   first N records (None = all); fingerprint: sha256 of the file and knobs."""
 
-  source_dir: str = ""
-  validation_fraction: float = 0.02
-  max_files: Optional[int] = None
-  fingerprint: str = ""
 
-
-class _ChatJsonl(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
+class _ChatJsonl(jsonl.JsonlBuilder, skip_registration=True):
+  CONFIG = ChatJsonlConfig
   KIND = ""
-  FEATURES: tuple[str, ...] = ()
 
-  @tfds.core.utils.classproperty
   @classmethod
-  def code_path(cls) -> epath.Path:
-    # As in FileCorpusBuilder: TFDS 4.9.10's default needs a backport absent on Python >= 3.9.
-    return epath.Path(inspect.getfile(cls))
+  def read_records(cls, source: str) -> list[dict[str, Any]]:
+    return read_jsonl(source, cls.KIND)
+
+  @classmethod
+  def source_bytes(cls, source: str) -> bytes:
+    return _jsonl_path(source).read_bytes() if source else f"demo{DEMO_SIZE}".encode()
 
   @classmethod
   def make_config(cls, source_dir: Optional[str | os.PathLike] = None, *,
@@ -148,33 +130,11 @@ class _ChatJsonl(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                   max_bytes: Optional[int] = None) -> ChatJsonlConfig:
     if max_bytes:
       raise ValueError(f"{cls.KIND} does not filter by max_bytes; leave data.max_bytes unset")
-    if not 0.0 <= validation_fraction < 1.0:
-      raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
+    jsonl.check_validation_fraction(validation_fraction)
     source = os.path.abspath(os.fspath(source_dir)) if source_dir else ""
-    records = read_jsonl(source, cls.KIND)[:max_files]
-    split_records(records, validation_fraction)  # Fail early with < 2 records.
-    data = _jsonl_path(source).read_bytes() if source else f"demo{DEMO_SIZE}".encode()
-    digest = hashlib.sha256(data + repr((validation_fraction, max_files)).encode()).hexdigest()
-    slug = _NAME_CHARS.sub("_", pathlib.Path(source).stem.lower()).strip("_")[:40] or "demo"
-    return ChatJsonlConfig(name=f"{slug}_{digest[:12]}", source_dir=source,
-                           validation_fraction=float(validation_fraction), max_files=max_files,
-                           fingerprint=digest, description=f"{len(records)} records from "
-                           f"{source or 'the built-in demo set'}")
-
-  def _info(self) -> tfds.core.DatasetInfo:
-    return self.dataset_info_from_configs(
-        description=self.__doc__,
-        features=tfds.features.FeaturesDict({k: tfds.features.Text() for k in self.FEATURES}),
-        supervised_keys=None)
-
-  def _split_generators(self, dl_manager: Any) -> dict[str, Iterator[tuple[str, dict[str, str]]]]:
-    del dl_manager  # Nothing to download.
-    config = self.builder_config
-    if not isinstance(config, ChatJsonlConfig) or not config.fingerprint:
-      raise ValueError(f"{self.name}: make the config with {type(self).__name__}.make_config(...)")
-    records = read_jsonl(config.source_dir, self.KIND)[:config.max_files]
-    splits = split_records(records, config.validation_fraction)
-    return {name: self._generate_examples(rows) for name, rows in splits.items()}
+    return cls._fingerprinted_config(source, validation_fraction=validation_fraction,
+                                     max_files=max_files, knobs=(validation_fraction, max_files),
+                                     slug=pathlib.Path(source).stem, empty_slug="demo")
 
   def _generate_examples(self, records: Sequence[dict[str, Any]]
                          ) -> Iterator[tuple[str, dict[str, str]]]:

@@ -18,35 +18,26 @@ records.jsonl's bytes and the knobs: a regenerated folder builds anew.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import inspect
 import json
 import math
 import os
 import pathlib
-import re
 from typing import Any, Iterator, Optional, Sequence
 
-from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
-from phi_jax.data.builders.synthetic import RECORDS_FILE, read_records, split_records
+from phi_jax.data.builders import jsonl
+from phi_jax.data.builders.synthetic import read_records
 
-_NAME_CHARS = re.compile(r"[^a-z0-9]+")
 _FEATURES = ("text", "id", "score", "meta")
 
 
 @dataclasses.dataclass(eq=False)
-class FilteredCorpusConfig(tfds.core.BuilderConfig):
+class FilteredCorpusConfig(jsonl.JsonlConfig):
   """source_dir: the folder holding records.jsonl; validation_fraction: expected share held out
   (at least one record); max_files: keep the first this many records (None = all; the name
   matches the other corpora's knob); fingerprint: sha256 of the file and knobs."""
-
-  source_dir: str = ""
-  validation_fraction: float = 0.02
-  max_files: Optional[int] = None
-  fingerprint: str = ""
 
 
 def _score(value: Any) -> float:
@@ -57,17 +48,17 @@ def _score(value: Any) -> float:
   return score
 
 
-class FilteredCorpus(tfds.core.GeneratorBasedBuilder):
+class FilteredCorpus(jsonl.JsonlBuilder):
   """Documents kept by a phi_jax.data filter pipeline, with their quality score."""
 
-  VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Initial release: text, id, score, meta from records.jsonl."}
+  CONFIG = FilteredCorpusConfig
+  DESCRIPTION = ("Documents kept by a phi_jax.data pipeline (near-duplicate removal, quality "
+                 "filter, decontamination), with the quality classifier's score.")
 
-  @tfds.core.utils.classproperty
   @classmethod
-  def code_path(cls) -> epath.Path:
-    # As in FileCorpusBuilder: TFDS 4.9.10's default needs a backport absent on Python >= 3.9.
-    return epath.Path(inspect.getfile(cls))
+  def read_records(cls, source: str) -> list[dict[str, Any]]:
+    return read_records(source)
 
   @classmethod
   def make_config(cls, source_dir: Optional[str | os.PathLike] = None, *,
@@ -80,41 +71,21 @@ class FilteredCorpus(tfds.core.GeneratorBasedBuilder):
                        "'dataset' stage of `python -m phi_jax.curation` writes one)")
     if max_bytes:
       raise ValueError("filtered_corpus does not filter by max_bytes; leave data.max_bytes unset")
-    if not 0.0 <= validation_fraction < 1.0:
-      raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
+    jsonl.check_validation_fraction(validation_fraction)
     if max_files is not None and max_files < 2:
       raise ValueError(f"max_files must be >= 2 (train and validation), got {max_files}")
     source = os.path.abspath(os.fspath(source_dir))
-    records = read_records(source)[:max_files]
-    split_records(records, validation_fraction)  # Fail early with < 2 records.
-    data = (pathlib.Path(source) / RECORDS_FILE).read_bytes()
-    digest = hashlib.sha256(data + repr((validation_fraction, max_files)).encode()).hexdigest()
-    slug = _NAME_CHARS.sub("_", pathlib.Path(source).name.lower()).strip("_")[:40] or "root"
-    return FilteredCorpusConfig(name=f"{slug}_{digest[:12]}", source_dir=source,
-                                validation_fraction=float(validation_fraction),
-                                max_files=max_files, fingerprint=digest,
-                                description=f"{len(records)} records from {source}")
+    return cls._fingerprinted_config(source, validation_fraction=validation_fraction,
+                                     max_files=max_files, knobs=(validation_fraction, max_files),
+                                     slug=pathlib.Path(source).name, empty_slug="root")
 
-  def _info(self) -> tfds.core.DatasetInfo:
-    return self.dataset_info_from_configs(
-        description=("Documents kept by a phi_jax.data pipeline (near-duplicate removal, quality "
-                     "filter, decontamination), with the quality classifier's score."),
-        features=tfds.features.FeaturesDict({
-            "text": tfds.features.Text(doc="The document."),
-            "id": tfds.features.Text(doc="Its id in the pipeline (source path, record id)."),
-            "score": tfds.features.Scalar(np.float32, doc="Quality score; NaN if none."),
-            "meta": tfds.features.Text(doc="JSON object of the record's other fields."),
-        }),
-        supervised_keys=None)
-
-  def _split_generators(self, dl_manager: Any) -> dict[str, Iterator[tuple[str, dict[str, Any]]]]:
-    del dl_manager  # Nothing to download.
-    config = self.builder_config
-    if not isinstance(config, FilteredCorpusConfig) or not config.fingerprint:
-      raise ValueError(f"{self.name}: make the config with FilteredCorpus.make_config(...)")
-    records = read_records(config.source_dir)[:config.max_files]
-    splits = split_records(records, config.validation_fraction)
-    return {name: self._generate_examples(rows) for name, rows in splits.items()}
+  def _features(self) -> tfds.features.FeaturesDict:
+    return tfds.features.FeaturesDict({
+        "text": tfds.features.Text(doc="The document."),
+        "id": tfds.features.Text(doc="Its id in the pipeline (source path, record id)."),
+        "score": tfds.features.Scalar(np.float32, doc="Quality score; NaN if none."),
+        "meta": tfds.features.Text(doc="JSON object of the record's other fields."),
+    })
 
   def _generate_examples(self, records: Sequence[dict[str, Any]]
                          ) -> Iterator[tuple[str, dict[str, Any]]]:

@@ -21,34 +21,23 @@ The config name hashes records.jsonl's bytes and the knobs: a regenerated folder
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import inspect
 import json
 import os
 import pathlib
-import re
 from typing import Any, Iterator, Optional, Sequence
 
-from etils import epath
-import tensorflow_datasets as tfds
+from phi_jax.data.builders import jsonl
+from phi_jax.data.builders.jsonl import RECORDS_FILE, split_records
 
-RECORDS_FILE = "records.jsonl"
-_NAME_CHARS = re.compile(r"[^a-z0-9]+")
+__all__ = ["RECORDS_FILE", "SyntheticConfig", "SyntheticExercises", "SyntheticTextbooks",
+           "read_records", "split_records"]
 
 
 @dataclasses.dataclass(eq=False)
-class SyntheticConfig(tfds.core.BuilderConfig):
+class SyntheticConfig(jsonl.JsonlConfig):
   """source_dir: the folder holding records.jsonl; validation_fraction: expected share held out
-  (at least one record); fingerprint: sha256 of the file and knobs (set by `make_config`)."""
-
-  source_dir: str = ""
-  validation_fraction: float = 0.02
-  fingerprint: str = ""
-
-
-def _unit_hash(text: str) -> float:
-  digest = hashlib.sha256(f"split:{text}".encode("utf-8")).digest()
-  return int.from_bytes(digest[:8], "big") / 2.0**64
+  (at least one record); fingerprint: sha256 of the file and knobs (set by `make_config`);
+  max_files: always None (every record)."""
 
 
 def read_records(source_dir: str | os.PathLike) -> list[dict[str, Any]]:
@@ -58,52 +47,23 @@ def read_records(source_dir: str | os.PathLike) -> list[dict[str, Any]]:
     raise ValueError(f"{path} does not exist: write it with phi_jax.curation.synthetic."
                      "generate_textbooks / generate_exercises (source_dir= is their out_dir)")
   records = []
-  with path.open(encoding="utf-8") as f:
-    for n, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      try:
-        record = json.loads(line)
-      except ValueError as e:
-        raise ValueError(f"{path}:{n} is not valid JSON: {e}") from None
-      if not isinstance(record, dict) or not isinstance(record.get("text"), str) or not record.get(
-          "id"):
-        raise ValueError(f"{path}:{n}: each record needs a string 'text' and an 'id'")
-      records.append(record)
+  for n, record in jsonl.iter_jsonl(path):
+    if not isinstance(record, dict) or not isinstance(record.get("text"), str) or not record.get(
+        "id"):
+      raise ValueError(f"{path}:{n}: each record needs a string 'text' and an 'id'")
+    records.append(record)
   return records
 
 
-def split_records(records: Sequence[dict[str, Any]],
-                  validation_fraction: float) -> dict[str, list[dict[str, Any]]]:
-  """{'train', 'validation'} by a hash of `split_key` (or `id`); both non-empty (needs >= 2)."""
-  if len(records) < 2:
-    raise ValueError(f"Need at least 2 records for train and validation, got {len(records)}")
-  key = lambda r: str(r.get("split_key") or r["id"])
-  validation = [r for r in records if _unit_hash(key(r)) < validation_fraction]
-  if not validation:
-    validation = [min(records, key=lambda r: _unit_hash(key(r)))]
-  held = {key(r) for r in validation}
-  train = [r for r in records if key(r) not in held]
-  if not train:  # Everything hashed low: keep the highest-hashing group for training.
-    top = key(max(records, key=lambda r: _unit_hash(key(r))))
-    train = [r for r in records if key(r) == top]
-    validation = [r for r in records if key(r) != top]
-  return {"train": train, "validation": validation}
-
-
-class _SyntheticBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+class _SyntheticBuilder(jsonl.JsonlBuilder, skip_registration=True):
   """Base: reads records.jsonl; subclasses name their features."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
-  FEATURES: tuple[str, ...] = ()
+  CONFIG = SyntheticConfig
   DESCRIPTION = ""
 
-  @tfds.core.utils.classproperty
   @classmethod
-  def code_path(cls) -> epath.Path:
-    # As in FileCorpusBuilder: TFDS 4.9.10's default needs a backport absent on Python >= 3.9.
-    return epath.Path(inspect.getfile(cls))
+  def read_records(cls, source: str) -> list[dict[str, Any]]:
+    return read_records(source)
 
   @classmethod
   def make_config(cls, source_dir: Optional[str | os.PathLike] = None, *,
@@ -111,30 +71,10 @@ class _SyntheticBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
     if not source_dir:
       raise ValueError(f"{cls.name} needs source_dir=: the out_dir of phi_jax.curation.synthetic")
     source = os.path.abspath(os.fspath(source_dir))
-    if not 0.0 <= validation_fraction < 1.0:
-      raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
-    records = read_records(source)
-    split_records(records, validation_fraction)  # Fail early with < 2 records.
-    data = (pathlib.Path(source) / RECORDS_FILE).read_bytes()
-    digest = hashlib.sha256(data + repr(validation_fraction).encode()).hexdigest()
-    slug = _NAME_CHARS.sub("_", pathlib.Path(source).name.lower()).strip("_")[:40] or "root"
-    return SyntheticConfig(name=f"{slug}_{digest[:12]}", source_dir=source,
-                           validation_fraction=float(validation_fraction), fingerprint=digest,
-                           description=f"{len(records)} records from {source}")
-
-  def _info(self) -> tfds.core.DatasetInfo:
-    return self.dataset_info_from_configs(
-        description=self.DESCRIPTION,
-        features=tfds.features.FeaturesDict({k: tfds.features.Text() for k in self.FEATURES}),
-        supervised_keys=None)
-
-  def _split_generators(self, dl_manager: Any) -> dict[str, Iterator[tuple[str, dict[str, str]]]]:
-    del dl_manager  # Nothing to download.
-    config = self.builder_config
-    if not isinstance(config, SyntheticConfig) or not config.fingerprint:
-      raise ValueError(f"{self.name}: make the config with {type(self).__name__}.make_config(...)")
-    splits = split_records(read_records(config.source_dir), config.validation_fraction)
-    return {name: self._generate_examples(records) for name, records in splits.items()}
+    jsonl.check_validation_fraction(validation_fraction)
+    return cls._fingerprinted_config(source, validation_fraction=validation_fraction,
+                                     knobs=validation_fraction, slug=pathlib.Path(source).name,
+                                     empty_slug="root")
 
   def _example(self, record: dict[str, Any]) -> dict[str, str]:
     out = {}
