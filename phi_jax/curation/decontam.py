@@ -300,10 +300,23 @@ def functions(text: str) -> list[tuple[str, ast.AST]]:
       trees = [t for t in map(_parse, _def_blocks(text)) if t is not None]
   found = []
   for tree in trees:
-    for node in ast.walk(tree):
-      if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-        found.append((node.name, node))
+    for node in _function_nodes(tree):
+      found.append((node.name, node))
   return found
+
+
+_BLOCKS = (ast.stmt, ast.excepthandler, ast.match_case)
+
+
+def _function_nodes(tree: ast.AST) -> Iterable[ast.AST]:
+  """The function definitions of `tree` in `ast.walk`'s (breadth-first) order, visiting only
+  statements (and except / case clauses): a `def` is never inside an expression."""
+  todo = collections.deque([tree])
+  while todo:
+    node = todo.popleft()
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+      yield node
+    todo.extend(c for c in ast.iter_child_nodes(node) if isinstance(c, _BLOCKS))
 
 
 # ---- the benchmark index -----------------------------------------------------------------------
@@ -408,7 +421,8 @@ def _ast_matches(tokens: Sequence[str], sims: np.ndarray, index: Any,
 def scan(texts: Sequence[str], benchmarks: Sequence[str] = ("humaneval",),
          config: DecontamConfig = DecontamConfig(), *,
          embed_fn: Optional[Callable[[Sequence[str]], np.ndarray]] = None,
-         progress: bool = False) -> list[dict[str, Any]]:
+         progress: bool = False, indexes: Optional[Sequence[BenchmarkIndex]] = None,
+         chunk_size: int = 256) -> list[dict[str, Any]]:
   """Every (document, benchmark item) match, with the evidence.
 
   Args:
@@ -418,64 +432,84 @@ def scan(texts: Sequence[str], benchmarks: Sequence[str] = ("humaneval",),
     embed_fn: texts -> [N, D] embeddings for the AST test's candidate selection (default: the
       lexical TF-IDF embedding).
     progress: show a tqdm bar over documents.
+    indexes: prebuilt `build_index` results for `benchmarks` (same order and config), e.g. built
+      once and shipped to the workers of the sharded pipeline; default: `index_for` (cached).
+    chunk_size: documents whose new functions are embedded together (one TF-IDF transform and
+      one sparse product per chunk instead of per document; the results do not depend on it).
 
   Returns:
     `[{'index', 'benchmark', 'item', 'tests': {'ngram': {'matches', 'example'},
     'ast': {'score', 'embedding', 'function', 'item_function'}}}]` sorted by (index, item); a test
     appears only when it fired.
   """
-  indexes = [index_for(spec, config) for spec in benchmarks]
+  if indexes is None:
+    indexes = [index_for(spec, config) for spec in benchmarks]
+  elif [ix.spec for ix in indexes] != list(benchmarks) or any(ix.config != config
+                                                              for ix in indexes):
+    raise ValueError(f"indexes are for {[ix.spec for ix in indexes]} (their config), not "
+                     f"{list(benchmarks)} with {config}: build them with build_index(spec, config)")
   bench_embeddings = []
   if embed_fn is not None:
     for index in indexes:
       bench_embeddings.append(np.asarray(embed_fn(index.func_source), np.float32)
                               if index.func_source else None)
   found: dict[tuple[int, str, str], dict[str, Any]] = {}
+  # The AST test's matches of a function depend only on its normalised tokens: templated
+  # documents (procedural exercises) repeat them, so each distinct sequence is scored once.
   ast_memo: dict[tuple[int, tuple[str, ...]], list[tuple[int, float, float]]] = {}
-  order = range(len(texts))
+  run_ast = config.ast_threshold <= 1.0 and any(ix.func_tokens for ix in indexes)
+  starts = range(0, len(texts), chunk_size)
   if progress:
     from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-    order = tqdm(order, desc="decontaminate", unit="doc")
-  for i in order:
-    text = texts[i]
-    doc_grams = ngrams(text, config.ngram) if config.min_ngram_matches > 0 else set()
-    funcs = None
+    starts = tqdm(starts, desc="decontaminate", unit="chunk")
+  for start in starts:
+    chunk = range(start, min(start + chunk_size, len(texts)))
+    funcs: dict[int, list[tuple[str, ast.AST, tuple[str, ...]]]] = {}
+    for i in chunk:
+      text = texts[i]
+      doc_grams = ngrams(text, config.ngram) if config.min_ngram_matches > 0 else set()
+      for index in indexes:
+        hits = collections.Counter()
+        example: dict[int, str] = {}
+        for gram in doc_grams:
+          for k in index.ngram_items.get(gram, ()):
+            hits[k] += 1
+            example.setdefault(k, gram)
+        for k, count in hits.items():
+          if count >= config.min_ngram_matches:
+            entry = found.setdefault((i, index.spec, index.items[k].id), {})
+            entry["ngram"] = {"matches": count, "example": example[k]}
+      if run_ast and "def" in text:  # no `def`, no function: nothing to parse
+        funcs[i] = [(name, node, tuple(normalized_tokens(node)))
+                    for name, node in functions(text)]
+    if not funcs:
+      continue
     for b, index in enumerate(indexes):
-      hits = collections.Counter()
-      example: dict[int, str] = {}
-      for gram in doc_grams:
-        for k in index.ngram_items.get(gram, ()):
-          hits[k] += 1
-          example.setdefault(k, gram)
-      for k, count in hits.items():
-        if count >= config.min_ngram_matches:
-          entry = found.setdefault((i, index.spec, index.items[k].id), {})
-          entry["ngram"] = {"matches": count, "example": example[k]}
-      if not index.func_tokens or config.ast_threshold > 1.0:
+      if not index.func_tokens:
         continue
-      if funcs is None:
-        funcs = [(name, node, tuple(normalized_tokens(node))) for name, node in functions(text)]
-      if not funcs:
-        continue
-      # The AST test's matches of a function depend only on its normalised tokens: templated
-      # documents (procedural exercises) repeat them, so each distinct sequence is scored once.
-      todo = list({t: f for f, (_, _, t) in enumerate(funcs) if (b, t) not in ast_memo}.values())
+      todo = {}
+      for fs in funcs.values():
+        for _, node, toks in fs:
+          if (b, toks) not in ast_memo and toks not in todo:
+            todo[toks] = node
       if todo:
+        seqs = list(todo)
         if embed_fn is None:
-          doc_matrix = index.vectorizer.transform([list(funcs[f][2]) for f in todo])
+          doc_matrix = index.vectorizer.transform([list(t) for t in seqs])
           sims = (doc_matrix @ index.func_matrix.T).toarray()
         else:
-          doc_emb = np.asarray(embed_fn([ast.unparse(funcs[f][1]) for f in todo]), np.float32)
+          doc_emb = np.asarray(embed_fn([ast.unparse(todo[t]) for t in seqs]), np.float32)
           sims = _cosine_rows(doc_emb, bench_embeddings[b])
-        for row, f in enumerate(todo):
-          ast_memo[(b, funcs[f][2])] = _ast_matches(funcs[f][2], sims[row], index, config)
-      for name, _, toks in funcs:
-        for g, rate, sim in ast_memo[(b, toks)]:
-          item = index.items[index.func_item[g]]
-          entry = found.setdefault((i, index.spec, item.id), {})
-          if rate > entry.get("ast", {}).get("score", -1.0):
-            entry["ast"] = {"score": round(rate, 4), "embedding": round(sim, 4),
-                            "function": name, "item_function": index.func_name[g]}
+        for row, toks in enumerate(seqs):
+          ast_memo[(b, toks)] = _ast_matches(toks, sims[row], index, config)
+      for i, fs in funcs.items():
+        for name, _, toks in fs:
+          for g, rate, sim in ast_memo[(b, toks)]:
+            item = index.items[index.func_item[g]]
+            entry = found.setdefault((i, index.spec, item.id), {})
+            if rate > entry.get("ast", {}).get("score", -1.0):
+              entry["ast"] = {"score": round(rate, 4), "embedding": round(sim, 4),
+                              "function": name, "item_function": index.func_name[g]}
   return [{"index": i, "benchmark": spec, "item": item, "tests": tests}
           for (i, spec, item), tests in sorted(found.items(), key=lambda kv: (kv[0][0], kv[0][2]))]
 
@@ -495,13 +529,16 @@ def decontaminate(texts: Sequence[str], benchmarks: Sequence[str] = ("humaneval"
                   config: DecontamConfig = DecontamConfig(), *,
                   ids: Optional[Sequence[str]] = None,
                   embed_fn: Optional[Callable[[Sequence[str]], np.ndarray]] = None,
-                  progress: bool = False) -> tuple[list[int], dict[str, Any]]:
+                  progress: bool = False,
+                  indexes: Optional[Sequence[BenchmarkIndex]] = None
+                  ) -> tuple[list[int], dict[str, Any]]:
   """(indices of the clean documents, report). The report is JSON-ready:
   `{'config', 'benchmarks', 'num_documents', 'num_flagged', 'flagged': [{'index', 'id'?,
-  'matches': [{'benchmark', 'item', 'tests'}]}]}`."""
+  'matches': [{'benchmark', 'item', 'tests'}]}]}`. indexes: see `scan`."""
   if ids is not None and len(ids) != len(texts):
     raise ValueError(f"ids has {len(ids)} entries for {len(texts)} texts")
-  matches = scan(texts, benchmarks, config, embed_fn=embed_fn, progress=progress)
+  matches = scan(texts, benchmarks, config, embed_fn=embed_fn, progress=progress,
+                 indexes=indexes)
   by_doc: dict[int, list[dict[str, Any]]] = collections.defaultdict(list)
   for m in matches:
     by_doc[m["index"]].append({k: m[k] for k in ("benchmark", "item", "tests")})

@@ -45,6 +45,8 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from phi_jax.data import files
+
 PHI1_QUESTION = ("Determine its educational value for a student whose goal is to learn basic "
                  "coding concepts.")
 TEACHER_PROMPT = """Here is a Python code file (possibly truncated):
@@ -414,13 +416,6 @@ def write_dataset(records: Sequence[dict[str, Any]], scores: Optional[Sequence[f
 
 def write_jsonl(path: str | os.PathLike, rows: Sequence[dict[str, Any]]) -> None:
   """One JSON object per line, written to a temp file beside `path` and renamed into place."""
-  path = pathlib.Path(path)
-  fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-  try:
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-      for row in rows:
-        f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-  except BaseException:
-    pathlib.Path(tmp).unlink(missing_ok=True)
-    raise
+  with files.atomic_open(path) as f:
+    for row in rows:
+      f.write(json.dumps(row, ensure_ascii=False) + "\n")

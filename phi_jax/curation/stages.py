@@ -14,6 +14,10 @@ settings changed, whose folder was deleted or whose run was killed runs again, a
 stage after it. At the end: WORKDIR/summary.json and summary.md (documents, whitespace tokens,
 bytes and, with `config.tokenizer`, tokenizer tokens kept by each stage).
 
+All of this is in one process with every record in memory (workers=0, the default). With
+`config.workers >= 1` (or `--workers=N`) the same stages stream over shards on datatrove's
+executor, from a laptop to a Slurm / Ray cluster with the same config: `sharded.py`.
+
 Stages (a config section of the same name holds each one's settings):
   source     documents from a `phi_jax.data.builders` corpus (code_corpus: this Python's stdlib by
              default) or a JSONL file
@@ -51,6 +55,7 @@ import ml_collections
 from phi_jax.curation import decontam as decontam_lib
 from phi_jax.curation import dedup as dedup_lib
 from phi_jax.curation import quality as quality_lib
+from phi_jax.data import files
 
 VERSION = 1  # Bump when a stage's output for the same settings changes: every stage reruns.
 RECORDS = "records.jsonl"
@@ -90,10 +95,8 @@ def read_records(path: str | os.PathLike) -> Records:
 
 
 def write_json(path: pathlib.Path, value: Any) -> None:
-  """JSON to a temp file beside `path`, renamed into place."""
-  tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-  tmp.write_text(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
-  os.replace(tmp, path)
+  """JSON to `path`, all or nothing (`data.files.write_text`)."""
+  files.write_text(path, json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def counts(records: Records, tokenizer: Any = None) -> dict[str, Any]:
@@ -506,7 +509,14 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
 
 def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
         progress: Optional[bool] = None, log: Callable[[str], None] = print) -> dict[str, Any]:
-  """Runs (or resumes) the pipeline `config.stages` in `workdir`; returns the summary."""
+  """Runs (or resumes) the pipeline `config.stages` in `workdir`; returns the summary.
+
+  With `config.workers >= 1` the stages run streaming over shards on the engine instead
+  (`sharded.run`: datatrove's executor, `workers` processes; docs/DATA_AT_SCALE.md).
+  """
+  if int(config.get("workers", 0) or 0) >= 1:
+    from phi_jax.curation import sharded  # pylint: disable=g-import-not-at-top
+    return sharded.run(config, workdir, log=log)
   from phi_jax.convert.checkpoint_io import atomic_directory  # pylint: disable=g-import-not-at-top
   workdir = pathlib.Path(workdir).absolute()
   workdir.mkdir(parents=True, exist_ok=True)
