@@ -2,6 +2,7 @@
 
     python -m phi_jax.sweep --config=configs/phi1.py:tiny --workdir=workdirs/lr_sweep \\
         [--parallel=2] [--metrics=loss,eval_loss] [--config.total_steps=40 ...] [--dry_run]
+        [--fit=eval_loss --fit_by=mixture --fit_points=evals]
 
 The config module defines the runs next to the config they vary (big_vision style):
 
@@ -9,19 +10,35 @@ The config module defines the runs next to the config they vary (big_vision styl
       return [{'optimizer.learning_rate': lr} for lr in (3e-4, 1e-3, 3e-3)]
 
 Each run is a dict of dotted overrides; it gets its own workdir DIR/<slug> (e.g.
-DIR/learning_rate=0.001) and runs main with `--config.KEY=VALUE` flags, so a crash in one run does
-not take down the sweep (its output is in DIR/<slug>/sweep_run.log). `--config.KEY=VALUE` flags given
-to the sweep apply to every run. Up to --parallel runs at a time. Every run's config is parsed from
-its flags (phi_jax.config_args, the parser main uses) before anything starts. Runs share one
-prepared dataset, DIR/data, unless the config sets data.data_dir (prepared once, here, before any
-run starts).
+DIR/learning_rate=0.001) and runs main with `--config.KEY=VALUE` flags, so a crash in one run
+does not take down the sweep (its output is in DIR/<slug>/sweep_run.log). `--config.KEY=VALUE`
+flags given to the sweep apply to every run. Up to --parallel runs at a time. Every run's config
+is parsed from its flags (phi_jax.config_args, the parser main uses) before anything starts. Runs
+share one prepared dataset, DIR/data, unless the config sets data.data_dir (prepared once, here,
+before any run starts).
 
-Rerunning the same command continues the sweep: a finished run (summary.json with stopped_by null and
-step == total_steps) is skipped, an unfinished one resumes from its newest checkpoint (main resumes
-by itself). Ctrl-C / SIGTERM forward SIGTERM to the running runs, which checkpoint and stop.
+Rerunning the same command continues the sweep: a finished run (summary.json with stopped_by null
+and step == total_steps) is skipped, an unfinished one resumes from its newest checkpoint (main
+resumes by itself), a failed one (its exit recorded in DIR/<slug>/sweep_status.json) runs again
+and the sweep says so. Failed runs are listed at the end (exit status 1). Ctrl-C / SIGTERM
+forward SIGTERM to the running runs, which checkpoint and stop.
 
-At the end DIR holds sweep.csv and sweep.md (one row per run: overrides, final loss, eval loss,
-steps, status) and sweep.png (each --metrics against step, one line per run, from metrics.jsonl).
+Grids and budgets (the scaling experiments, configs/phi3_scaling.py):
+
+    def sweep(arg):
+      return grid(size={'s': {'model.d_model': 64}, 'l': {'model.d_model': 128}},
+                  tokens=(100_000, 400_000))   # tokens: total_steps = ceil(N / (batch x seq))
+
+A grid run carries `tags` ({'size': 's', 'tokens': 100000}): its directory is named by them and
+they are columns of the table; `{workdir}` in an override's text is DIR; a config's
+`prepare(arg, workdir)` (if defined) runs once before any run starts (shared data, a tokenizer).
+`--fit=eval_loss [--fit_by=TAG,...] [--fit_points=final|evals]` fits L(N, D) = E + A/N^alpha +
+B/D^beta (phi_jax.study.scaling) per group of tags to the finished runs not tagged holdout=True,
+and adds fit_loss / fit_error columns (DIR/sweep_fit.json has the laws).
+
+At the end DIR holds sweep.csv and sweep.md (one row per run: tags, overrides, params, tokens,
+compute = 6 N D, final loss, eval loss, fitted columns, steps, status) and sweep.png (each
+--metrics against step, one line per run, from metrics.jsonl).
 
 A study config (one with `arms`, e.g. configs/quickstart.py, whose sweep() is over seeds) sweeps
 whole studies: DIR/<slug> is a study directory, finished when its results.json exists and every
@@ -74,6 +91,46 @@ def split_spec(spec: str) -> tuple[str, str]:
   return path, arg
 
 
+# ---- grids -------------------------------------------------------------------------------------
+
+TAGS = "tags"  # a run dict's labels: {'size': 'xl', 'tokens': 1000000}; they name its workdir
+TOKENS = "tokens"  # a pseudo-override: the run's budget in training tokens (sets total_steps)
+WORKDIR = "{workdir}"  # in an override's text: the sweep's directory
+
+
+def grid(**axes: Mapping[str, Mapping[str, Any]] | Sequence[Any]) -> list[dict[str, Any]]:
+  """Every combination of the axes, the first varying slowest; each run tagged with its values.
+
+    grid(size={'s': {'model.d_model': 64}, 'l': {'model.d_model': 128}},  # named: overrides
+         tokens=(250_000, 1_000_000),                                    # the budget in tokens
+         seed=(0, 1))                                                   # plain: KEY=value
+    -> [{'model.d_model': 64, 'tokens': 250000, 'seed': 0,
+         'tags': {'size': 's', 'tokens': 250000, 'seed': 0}}, ...]
+
+  A named axis (a mapping) merges the overrides of the chosen name and tags the name; a plain axis
+  (a sequence) sets the axis's key (a dotted config key, or `tokens`) and tags the value.
+  """
+  runs: list[dict[str, Any]] = [{TAGS: {}}]
+  for axis, values in axes.items():
+    if isinstance(values, (str, bytes)) or not len(values):
+      raise ValueError(f"grid axis {axis!r}: expected a mapping name -> overrides or a sequence "
+                       f"of values, got {values!r}")
+    named = isinstance(values, Mapping)
+    options = list(values.items()) if named else [(v, {axis: v}) for v in values]
+    expanded = []
+    for run in runs:
+      for tag, overrides in options:
+        expanded.append({**run, **dict(overrides), TAGS: {**run[TAGS], axis: tag}})
+    runs = expanded
+  return runs
+
+
+def _substitute(overrides: Mapping[str, Any], workdir: pathlib.Path) -> dict[str, Any]:
+  """The overrides with '{workdir}' in their text replaced by the sweep's directory."""
+  return {k: v.replace(WORKDIR, str(workdir)) if isinstance(v, str) else v
+          for k, v in overrides.items()}
+
+
 # ---- runs --------------------------------------------------------------------------------------
 
 @dataclasses.dataclass
@@ -86,6 +143,7 @@ class Run:
   command: list[str] = dataclasses.field(default_factory=list)  # the main subprocess
   status: str = "pending"
   seconds: float = 0.0
+  tags: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def _fmt(value: Any) -> str:
@@ -93,13 +151,15 @@ def _fmt(value: Any) -> str:
 
 
 def slugs(runs: Sequence[Mapping[str, Any]]) -> list[str]:
-  """Directory names: 'learning_rate=0.001,num_layers=2' (leaf names unless two keys share one)."""
+  """Directory names: 'learning_rate=0.001,num_layers=2' (leaf names unless two keys share one);
+  a run with tags (`grid`) is named by its tags alone: 'mixture=raw,size=xl,tokens=1000000'."""
+  runs = [run[TAGS] if run.get(TAGS) else run for run in runs]
   keys = {k for run in runs for k in run}
   leaves = [k.split(".")[-1] for k in keys]
   short = {k: k.split(".")[-1] if leaves.count(k.split(".")[-1]) == 1 else k for k in keys}
   out = []
   for run in runs:
-    text = ",".join(f"{short[k]}={_fmt(v)}" for k, v in run.items()) or "base"
+    text = ",".join(f"{short[k]}={_fmt(v)}" for k, v in run.items() if k != TAGS) or "base"
     out.append(_UNSAFE.sub("_", text)[:200])
   if len(set(out)) != len(out):
     dupes = sorted({s for s in out if out.count(s) > 1})
@@ -162,9 +222,43 @@ def _study_cell(study: dict[str, Any]) -> str:
   return "; ".join(parts)
 
 
+STATUS_FILE = "sweep_status.json"  # DIR/<slug>/: how the run's last process ended
+
+
+def read_status(workdir: pathlib.Path) -> Optional[str]:
+  """The status the sweep recorded when the run's last process ended ('failed (exit 1)', ...)."""
+  try:
+    return json.loads((workdir / STATUS_FILE).read_text())["status"]
+  except (OSError, ValueError, KeyError):
+    return None
+
+
+def run_size(run: Run) -> dict[str, Any]:
+  """params (non-embedding, as in Kaplan et al. 2020), tokens (total_steps x batch_size x
+  seq_len) and compute (6 x params x tokens, FLOPs) of a run; {} without a config."""
+  if run.config is None or "model" not in run.config or run.config.model.get("name") == "init":
+    return {}  # (model 'init': a fine-tune, whose architecture is init_from's)
+  from phi_jax.train import loop, metrics  # pylint: disable=g-import-not-at-top
+  params = metrics.param_count(loop.model_config(run.config, vocab_size=1),
+                               include_embedding=False)
+  tokens = run.total_steps * int(run.config.data.batch_size) * int(run.config.data.seq_len)
+  return {"params": params, "tokens": tokens, "compute": 6.0 * params * tokens}
+
+
 def result_row(run: Run) -> dict[str, Any]:
-  """One table row: run, overrides, final_loss, eval_loss, step, total_steps, status, study
-  (a study's pass@1 per arm and set; its losses are per arm, in its own report)."""
+  """One table row: run, its tags, overrides, params, tokens, compute, final_loss, eval_loss,
+  step, total_steps, status, study (a study's pass@1 per arm and set; its losses are per arm, in
+  its own report)."""
+  row = {"run": run.slug, **{f"tag:{k}": v for k, v in run.tags.items()}, **run_size(run)}
+  row.update(_measured_row(run))
+  if row.get("tokens"):  # every evaluation as (tokens trained, eval_loss): a budget each
+    per_step = row["tokens"] / max(run.total_steps, 1)
+    row["evals"] = [(int(r["step"] * per_step), r["eval_loss"]) for r in read_metrics(run.workdir)
+                    if isinstance(r.get("eval_loss"), (int, float)) and r.get("step")]
+  return row
+
+
+def _measured_row(run: Run) -> dict[str, Any]:
   study = read_study(run.workdir)
   if study is not None:
     steps = [s.get("step", 0) for s in study["summaries"].values()]
@@ -184,25 +278,95 @@ def result_row(run: Run) -> dict[str, Any]:
           "status": run.status, "study": None}
 
 
+def table_fields(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+  """The columns of the table, in order; a column only if some row has it."""
+  tags = list(dict.fromkeys(k for row in rows for k in row if k.startswith("tag:")))
+  order = ["run", *tags, "overrides", "params", "tokens", "compute", "final_loss", "eval_loss",
+           "fit_loss", "fit_error", "step", "total_steps", "status", "study"]
+  always = {"run", "overrides", "final_loss", "eval_loss", "step", "total_steps", "status"}
+  return [f for f in order if f in always or any(row.get(f) not in (None, "") for row in rows)]
+
+
 def write_table(rows: list[dict[str, Any]],
                 directory: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
-  """sweep.csv and sweep.md in `directory`."""
-  fields = ["run", "overrides", "final_loss", "eval_loss", "step", "total_steps", "status"]
-  if any(row.get("study") for row in rows):
-    fields.append("study")
+  """sweep.csv and sweep.md in `directory` (sweep.md without the overrides of tagged runs: the
+  tags name them)."""
+  fields = table_fields(rows)
   csv_path, md_path = directory / "sweep.csv", directory / "sweep.md"
   with open(csv_path, "w", newline="") as f:
-    writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+    writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore", restval="")
     writer.writeheader()
     writer.writerows(rows)
 
   def cell(v: Any) -> str:
-    return "" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v))
+    if v is None:
+      return ""
+    if isinstance(v, float):
+      return f"{v:.3g}" if abs(v) >= 1e5 else f"{v:.4f}"
+    return str(v)
 
-  lines = ["| " + " | ".join(fields) + " |", "|" + "---|" * len(fields)]
-  lines += ["| " + " | ".join(cell(row[f]) for f in fields) + " |" for row in rows]
+  if any(f.startswith("tag:") for f in fields):
+    fields = [f for f in fields if f != "overrides"]
+  lines = ["| " + " | ".join(f.removeprefix("tag:") for f in fields) + " |",
+           "|" + "---|" * len(fields)]
+  lines += ["| " + " | ".join(cell(row.get(f)) for f in fields) + " |" for row in rows]
   md_path.write_text("\n".join(lines) + "\n")
   return csv_path, md_path
+
+
+FIT_FILE = "sweep_fit.json"
+
+
+def fit_points(rows: Sequence[Mapping[str, Any]], metric: str,
+               points: str = "final") -> list[tuple[str, float, float, float]]:
+  """(run, N, D, loss) to fit: each row's final `metric` at its tokens ('final'), or each of its
+  evaluations at the tokens trained by then ('evals': with a constant learning rate after a
+  fixed warmup, the model at D tokens is that of a run with budget D)."""
+  if points not in ("final", "evals"):
+    raise ValueError(f"points={points!r}: choose 'final' or 'evals'")
+  out = []
+  for r in rows:
+    if points == "final":
+      if isinstance(r.get(metric), (int, float)):
+        out.append((r["run"], r["params"], r["tokens"], float(r[metric])))
+    else:
+      if metric != "eval_loss":
+        raise ValueError(f"points='evals' fits eval_loss (the metric of every evaluation), "
+                         f"not {metric!r}")
+      out += [(r["run"], r["params"], d, float(loss)) for d, loss in r.get("evals") or ()]
+  return out
+
+
+def fit_rows(rows: list[dict[str, Any]], metric: str, by: Sequence[str] = (),
+             points: str = "final") -> dict[str, Any]:
+  """Fits L(N, D) = E + A/N^alpha + B/D^beta (`phi_jax.study.scaling`) to `metric` against params
+  and tokens, one law per combination of the tags `by`, over the finished runs not tagged
+  holdout=True (`points`: see `fit_points`); adds fit_loss (the law at the row's N, D) and
+  fit_error (measured / fitted - 1) to every row of a fitted group, holdout rows included.
+  Returns {group: law or error}."""
+  from phi_jax.study import scaling  # pylint: disable=g-import-not-at-top
+  groups: dict[str, list[dict[str, Any]]] = {}
+  for row in rows:
+    key = ",".join(f"{t}={row.get('tag:' + t)}" for t in by) or "all"
+    groups.setdefault(key, []).append(row)
+  out: dict[str, Any] = {}
+  for key, members in groups.items():
+    used = [r for r in members if not r.get("tag:holdout") and r["status"].startswith("done")
+            and r.get("params")]
+    pts = fit_points(used, metric, points)
+    try:
+      law = scaling.fit([p[1] for p in pts], [p[2] for p in pts], [p[3] for p in pts])
+    except ValueError as e:
+      out[key] = {"error": f"no fit of {metric}: {e}", "runs": [r["run"] for r in used]}
+      continue
+    out[key] = {"metric": metric, "points": points, **law.as_dict(),
+                "runs": [r["run"] for r in used]}
+    for row in members:
+      if row.get("params") and row.get("tokens"):
+        row["fit_loss"] = float(law.predict(row["params"], row["tokens"]))
+        if isinstance(row.get(metric), (int, float)):
+          row["fit_error"] = row[metric] / row["fit_loss"] - 1.0
+  return out
 
 
 def plot(runs: Sequence[Run], metrics: Sequence[str], path: pathlib.Path) -> Optional[pathlib.Path]:
@@ -283,17 +447,28 @@ def plan_sweep(spec: str, workdir: str | os.PathLike, *,
     runs = list(module.sweep(arg) if takes_arg else module.sweep())
   if not runs:
     raise ValueError(f"the sweep of {spec} has no runs")
-  if not load_config(spec, common).data.data_dir:  # one prepared dataset for all runs
-    common["data.data_dir"] = str(workdir / "data")
+  common = _substitute(common, workdir)
+  if not load_config(spec, {k: v for k, v in common.items() if k != TOKENS}).data.data_dir:
+    common["data.data_dir"] = str(workdir / "data")  # one prepared dataset for all runs
   planned = []
   for run_overrides, slug in zip(runs, slugs(runs)):
-    merged = {**common, **run_overrides}
+    run_overrides = dict(run_overrides)
+    tags = dict(run_overrides.pop(TAGS, None) or {})
+    merged = _substitute({**common, **run_overrides}, workdir)
+    tokens = merged.pop(TOKENS, None)
+    if tokens is not None:  # the budget in tokens: total_steps = ceil(tokens / tokens per step)
+      data = load_config(spec, merged).data
+      per_step = int(data.batch_size) * int(data.seq_len)
+      if float(tokens) < per_step:
+        raise ValueError(f"run {slug}: tokens={tokens} is less than one step "
+                         f"({data.batch_size} x {data.seq_len} = {per_step} tokens)")
+      merged["total_steps"] = -(-int(float(tokens)) // per_step)
     # Every run's config is parsed, before anything starts, from the very flags main will get.
     config = load_config(spec, merged)
     command = [sys.executable, "-m", "phi_jax.main", f"--config={spec}",
                f"--workdir={workdir / slug}", *override_flags(merged)]
-    planned.append(Run(dict(run_overrides), slug, workdir / slug, int(config.total_steps),
-                       config=config, command=command))
+    planned.append(Run(run_overrides, slug, workdir / slug, int(config.total_steps),
+                       config=config, command=command, tags=tags))
   return planned
 
 
@@ -305,6 +480,9 @@ def _finish(run: Run, returncode: int) -> None:
     run.status = "done"
   else:
     run.status = f"stopped ({(read_summary(run.workdir) or {}).get('stopped_by') or 'unfinished'})"
+  (run.workdir / STATUS_FILE).write_text(json.dumps({"status": run.status,
+                                                     "returncode": returncode,
+                                                     "seconds": round(run.seconds, 1)}))
   row = result_row(run)
   num = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
   measured = (f"pass@1 {row['study']}" if row["study"] else
@@ -316,8 +494,9 @@ def _finish(run: Run, returncode: int) -> None:
 def run_sweep(spec: str, workdir: str | os.PathLike, *, runs: Optional[list[dict[str, Any]]] = None,
               overrides: Sequence[str] | Mapping[str, Any] = (), parallel: int = 1,
               metrics: Sequence[str] = ("loss", "eval_loss"),
-              env: Optional[Mapping[str, str]] = None,
-              dry_run: bool = False, poll_seconds: float = 0.5) -> list[dict[str, Any]]:
+              env: Optional[Mapping[str, str]] = None, fit: Optional[str] = None,
+              fit_by: Sequence[str] = (), fit_points: str = "final", dry_run: bool = False,
+              poll_seconds: float = 0.5) -> list[dict[str, Any]]:
   """Runs (or continues) the sweep; returns the table rows. See the module docstring.
 
   Args:
@@ -328,6 +507,10 @@ def run_sweep(spec: str, workdir: str | os.PathLike, *, runs: Optional[list[dict
     parallel: runs at a time.
     metrics: metrics.jsonl keys to plot.
     env: environment of the runs (default: this process's).
+    fit: a metric (e.g. 'eval_loss') to fit L(N, D) to: adds fit_loss / fit_error columns and
+      writes DIR/sweep_fit.json (`fit_rows`).
+    fit_by: tags whose every combination gets its own law (e.g. ('mixture',)).
+    fit_points: 'final' (each run's last value) or 'evals' (every evaluation of each run).
     dry_run: print the commands of the runs still to do without starting them.
   """
   if parallel < 1:
@@ -341,11 +524,21 @@ def run_sweep(spec: str, workdir: str | os.PathLike, *, runs: Optional[list[dict
       print(f"[sweep] {run.slug}: finished earlier, skipped", flush=True)
     else:
       todo.append(run)
+      before = read_status(run.workdir)
+      if before and before.startswith("failed"):
+        run.status = f"{before}, not rerun yet"
+        print(f"[sweep] {run.slug}: {before} on the last call; it runs again "
+              f"(log: {run.workdir / 'sweep_run.log'})", flush=True)
   if dry_run:
     print("\n".join(" ".join(run.command) for run in todo))
-    return [result_row(run) for run in planned]
+    return _table(planned, workdir, fit, fit_by, fit_points, write=False)
   workdir.mkdir(parents=True, exist_ok=True)
   if todo:
+    path, arg = split_spec(spec)
+    module = load_module(path)
+    if hasattr(module, "prepare"):  # what the runs share, made once (e.g. data, a tokenizer)
+      print(f"[sweep] preparing: {pathlib.Path(path).name}'s prepare()", flush=True)
+      module.prepare(arg, workdir)
     _prepare_data([run.config for run in todo])
 
   env = dict(os.environ if env is None else env)
@@ -385,11 +578,35 @@ def run_sweep(spec: str, workdir: str | os.PathLike, *, runs: Optional[list[dict
   finally:
     if previous is not None:
       signal.signal(signal.SIGTERM, previous)
-    rows = [result_row(run) for run in planned]
-    csv_path, md_path = write_table(rows, workdir)
+    rows = _table(planned, workdir, fit, fit_by, fit_points)
     png = plot(planned, list(metrics), workdir / "sweep.png")
-    print(f"[sweep] table: {md_path} and {csv_path}" + (f"; plot: {png}" if png else ""),
-          flush=True)
+    print(f"[sweep] table: {workdir / 'sweep.md'} and {workdir / 'sweep.csv'}" +
+          (f"; plot: {png}" if png else ""), flush=True)
+    failed = [run for run in planned if run.status.startswith("failed")]
+    if failed:
+      print(f"[sweep] {len(failed)} of {len(planned)} run(s) failed: " +
+            ", ".join(f"{run.slug} ({run.workdir / 'sweep_run.log'})" for run in failed) +
+            "; rerun the same command to run them again", flush=True)
+  return rows
+
+
+def _table(planned: Sequence[Run], workdir: pathlib.Path, fit: Optional[str],
+           fit_by: Sequence[str], points: str = "final",
+           write: bool = True) -> list[dict[str, Any]]:
+  """The rows (with fitted columns if `fit`), written to DIR/sweep.{csv,md} (+ sweep_fit.json)."""
+  rows = [result_row(run) for run in planned]
+  if fit:
+    laws = fit_rows(rows, fit, fit_by, points)
+    for key, law in laws.items():
+      if "error" in law:
+        print(f"[sweep] fit {key}: {law['error']}", flush=True)
+      else:
+        print(f"[sweep] fit {key}: {fit} = {law['E']:.3f} + {law['A']:.3g}/N^{law['alpha']:.3f} "
+              f"+ {law['B']:.3g}/D^{law['beta']:.3f} ({len(law['runs'])} runs)", flush=True)
+    if write:
+      (workdir / FIT_FILE).write_text(json.dumps(laws, indent=1) + "\n")
+  if write:
+    write_table(rows, workdir)
   return rows
 
 
@@ -402,6 +619,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   parser.add_argument("--workdir", required=True, help="the sweep's directory")
   parser.add_argument("--parallel", type=int, default=1, help="runs at a time (default 1)")
   parser.add_argument("--metrics", default="loss,eval_loss", help="metrics to plot (a,b,...)")
+  parser.add_argument("--fit", default="", help="fit L(N,D) to this metric (e.g. eval_loss)")
+  parser.add_argument("--fit_by", default="", help="one law per value of these tags (a,b,...)")
+  parser.add_argument("--fit_points", default="final", choices=("final", "evals"),
+                      help="fit each run's final value, or every evaluation of each run")
   parser.add_argument("--dry_run", action="store_true", help="print the run commands and exit")
   args, extra = parser.parse_known_args(argv)
   bad = [o for o in extra if not o.startswith("--config.")]
@@ -410,6 +631,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   try:
     rows = run_sweep(args.config, args.workdir, overrides=[o[len("--config."):] for o in extra],
                      parallel=args.parallel, metrics=[m for m in args.metrics.split(",") if m],
+                     fit=args.fit or None, fit_by=[t for t in args.fit_by.split(",") if t],
+                     fit_points=args.fit_points,
                      dry_run=args.dry_run)
   except ValueError as e:
     print(f"error: {e}", file=sys.stderr)

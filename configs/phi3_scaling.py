@@ -1,0 +1,220 @@
+"""phi-3's scaling at CPU scale: a fitted law L(N, D) per data mixture, raw code vs textbooks.
+
+"Phi-3 Technical Report" (Abdin et al., arXiv 2404.14219, section 2) argues for training in the
+"data optimal regime": with better (filtered + synthetic) data, a model of a given size reaches a
+lower loss for the same compute. Here that claim is measured on what this machine can train: the
+phi-3-mini block (serial, SwiGLU, RMSNorm, full rotary) at five widths/depths x three token
+budgets, on two mixtures, each fit by Chinchilla's law (Hoffmann et al., arXiv 2203.15556, eq. 2)
+L(N, D) = E + A / N^alpha + B / D^beta (N: non-embedding parameters, D: training tokens).
+
+    bash experiments/phi3_scaling/run.sh DIR      # the sweep (resumable) + the analysis
+
+or its two steps:
+
+    python -m phi_jax.sweep --config=configs/phi3_scaling.py --workdir=DIR --parallel=1 \\
+        --fit=eval_loss
+    python experiments/phi3_scaling/analyse.py DIR
+
+The mixtures (`mixture=` in each run's slug): `raw`: this Python's standard library as is
+(`code_corpus`, files up to 12 KB: `RAW_DATA`); `textbook`: the tiny coder's textbook-quality
+mixture (`curation.mixture`: verified procedural exercises, binding drills, procedural textbook
+sections; decontaminated),
+trained as plain documents (data.format 'lm', every token counts, as for raw). `prepare()` makes
+the mixture and ONE SentencePiece tokenizer on equal shares of both (so a token is the same unit in
+both) in DIR before any run starts. Each run's held-out loss is on its own mixture's held-out
+split; experiments/phi3_scaling/analyse.py also scores every run on both held-out sets.
+
+Sizes (`SIZES`, the mini block; head_dim 16; mlp_dim ~ 8/3 d_model as phi-3-mini's 8192/3072):
+xs 0.055M, s 0.1M, m 0.2M, l 0.44M, xl 0.79M non-embedding parameters. Budgets: each run trains
+307,200 tokens (300 steps of 8 x 128) at a constant learning rate after 20 warmup steps and is
+evaluated every 100 steps, so the model at 0.1M, 0.2M and 0.31M tokens is that of a run with that
+budget (a decaying schedule would need one run per budget): 0.13 to 5.6 tokens per parameter.
+`holdout` (xxl: 1.5M parameters, twice xl, 204,800 tokens, per mixture) is not in the fit: the
+fit predicts its loss. The paper's range is 3.8B-14B parameters and 3.3T-4.8T tokens; the issue
+suggested 0.2M-20M parameters; this is what one shared CPU core trains in about an hour.
+
+Variants: `:size=NAME,mixture=raw|textbook,tokens=N` is one run (the sweep passes the same as
+overrides; `tokens` sets total_steps = tokens / (batch_size x seq_len)); `:smoke` shrinks
+everything for tests (`sweep('smoke')`, `prepare('smoke', DIR)`).
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+from typing import Any
+
+import ml_collections
+
+from phi_jax.config_args import parse_arg
+from phi_jax.train import config_base
+
+HEAD_DIM = 16
+# name: (d_model, num_layers); mlp_dim = 8/3 d_model rounded to 16 (phi-3-mini: 8192 / 3072)
+SIZES = {"xs": (48, 2), "s": (64, 2), "m": (64, 4), "l": (96, 4), "xl": (128, 4)}
+HOLDOUT_SIZES = {"xxl": (160, 5)}
+TOKENS_PER_STEP = 8 * 128
+BUDGET_STEPS = 100  # an evaluation every 100 steps = 102,400 tokens: the budgets
+RUN_TOKENS = 3 * BUDGET_STEPS * TOKENS_PER_STEP  # 307,200: budgets 0.1M, 0.2M, 0.31M
+HOLDOUT_TOKENS = 2 * BUDGET_STEPS * TOKENS_PER_STEP  # 204,800
+WARMUP_STEPS = 20
+# Files up to 12 KB (~4k tokens), 5% held out: rows are packed from shuffled files, so with the
+# default 1 MB limit one large file filled several consecutive batches and the held-out loss of
+# raw ROSE with training (measured: 5.78 -> 5.88 -> 6.29 at size s); small files mix in a batch.
+RAW_DATA = dict(max_bytes=12_000, validation_fraction=0.05)
+MIXTURE = dict(n_exercises=30_000, n_drills=15_000, n_textbooks=300, seed=0)
+SMOKE_MIXTURE = dict(n_exercises=300, n_drills=100, n_textbooks=6, seed=0)
+
+
+def size_fields(d_model: int, num_layers: int) -> dict[str, Any]:
+  """ModelConfig fields of one size of the mini block."""
+  return dict(d_model=d_model, num_layers=num_layers, num_heads=d_model // HEAD_DIM,
+              num_kv_heads=d_model // HEAD_DIM, mlp_dim=16 * round(8 * d_model / 3 / 16))
+
+
+def learning_rate(d_model: int) -> float:
+  """The peak rate: 5e-3 at d_model 96 (the quickstart's), scaled by sqrt(96 / d_model)."""
+  return round(5e-3 * math.sqrt(96 / d_model), 6)
+
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+  """One run of the grid: `size`, `mixture`, `tokens` (see the module doc); `smoke` for tests."""
+  v = parse_arg(arg, {"size": "m", "mixture": "raw", "tokens": str(RUN_TOKENS), "smoke": False})
+  sizes = {**SIZES, **HOLDOUT_SIZES}
+  if v["size"] not in sizes:
+    raise ValueError(f"size={v['size']!r}: choose one of {sorted(sizes)}")
+  if v["mixture"] not in ("raw", "textbook"):
+    raise ValueError(f"mixture={v['mixture']!r}: choose raw or textbook")
+  d_model, layers = sizes[v["size"]]
+
+  c = config_base.get_config()
+  c.seed = 0
+  c.log_every, c.log_every_fraction = 20, 0.0
+  c.eval_every, c.eval_every_fraction = BUDGET_STEPS, 0.0  # each budget's held-out loss
+  c.checkpoint_every, c.checkpoint_every_fraction = BUDGET_STEPS, 0.0
+  c.keep_checkpoints = 1
+  c.grad_accum = 1
+  c.report = False
+  c.mesh.update(data=-1, fsdp=1, tensor=1)
+  c.model = config_base.model(
+      "phi-3-mini-4k", vocab_size=-1, max_seq_len=512, sliding_window=None, dtype="float32",
+      param_dtype="float32", remat_policy="none", tie_embeddings=True, attention_impl="xla",
+      bos_id=None, eos_id=None, pad_id=None, **size_fields(d_model, layers))
+  c.data.update(dataset="code_corpus", source_dir="", validation_fraction=0.02, data_dir="",
+                tokenizer="", tokenizer_vocab_size=1024, tokenizer_train_bytes=4_000_000,
+                seq_len=128, batch_size=8, eval_batches=32, worker_count=0)
+  # Constant after a fixed warmup: the model at step s is the same whatever total_steps is, so
+  # each evaluation is the final loss of a run with that budget (no decay to tune per budget).
+  c.optimizer.update(learning_rate=learning_rate(d_model), schedule="constant",
+                     warmup_steps=WARMUP_STEPS, warmup_fraction=0.0, decay_steps=0,
+                     end_lr_fraction=1.0, b1=0.9, b2=0.95,
+                     eps=1e-8, weight_decay=0.1, grad_clip_norm=1.0)
+  tokens_per_step = c.data.batch_size * c.data.seq_len  # 8 x 128 = 1,024
+  c.total_steps = -(-int(float(v["tokens"])) // tokens_per_step)
+  if v["mixture"] == "textbook":  # prepare() makes it; sweep() points source_dir at it
+    c.data.update(dataset="synthetic_exercises", format="lm")
+  else:  # (the sweep's textbook runs set max_bytes and validation_fraction back)
+    c.data.update(RAW_DATA)
+  if v["smoke"]:
+    c.data.update(tokenizer_vocab_size=256, tokenizer_train_bytes=200_000, seq_len=32,
+                  batch_size=4, eval_batches=2, max_files=20)
+    c.total_steps = -(-int(float(v["tokens"])) // (4 * 32))
+    c.log_every, c.eval_every, c.checkpoint_every = 2, 4, 4
+    c.optimizer.warmup_steps = 2
+    c.model.update(d_model=32, num_layers=2, num_heads=2, num_kv_heads=2, mlp_dim=80)
+  return c
+
+
+def sweep(arg: str = "") -> list[dict[str, Any]]:
+  """The grid: every size x budget x mixture, plus the held-out size per mixture (tag
+  holdout=true: the sweep's fit leaves it out and predicts it)."""
+  from phi_jax import sweep as sweeps  # pylint: disable=g-import-not-at-top
+  v = parse_arg(arg, {"smoke": False})
+  mixtures = {
+      "raw": {"data.dataset": "code_corpus", **{f"data.{k}": val for k, val in RAW_DATA.items()}},
+      "textbook": {"data.dataset": "synthetic_exercises", "data.max_bytes": 0,
+                   "data.validation_fraction": 0.02,
+                   "data.source_dir": "{workdir}/mixture/dataset"},
+  }
+  sizes = {name: {f"model.{k}": val for k, val in size_fields(*shape).items()}
+               | {"optimizer.learning_rate": learning_rate(shape[0])}
+           for name, shape in SIZES.items()}
+  budgets = (1_024,) if v["smoke"] else (RUN_TOKENS,)
+  if v["smoke"]:
+    sizes = {"xs": sizes["xs"], "s": sizes["s"]}
+  # cheapest first, the two mixtures side by side: if time runs out, both have the same runs
+  runs = sweeps.grid(mixture=mixtures, size=sizes, tokens=budgets)
+  # Order (for a sweep cut short): both mixtures' three smallest sizes, then the textbook
+  # mixture's two largest and its holdout (the headline), then the raw mixture's.
+  order = list(sizes)
+  late = order[-2:]
+
+  def rank(run):
+    tags = run[sweeps.TAGS]
+    big = tags["size"] in late
+    return (big and tags["mixture"] == "raw", big, order.index(tags["size"]), tags["mixture"])
+
+  runs.sort(key=rank)
+  shape = HOLDOUT_SIZES["xxl"]
+  holdout = {f"model.{k}": val for k, val in size_fields(*shape).items()}
+  holdout["optimizer.learning_rate"] = learning_rate(shape[0])
+  held = sweeps.grid(mixture=mixtures, size={"xxl": holdout},
+                     tokens=(512 if v["smoke"] else HOLDOUT_TOKENS,))
+  for run in held:
+    run[sweeps.TAGS]["holdout"] = True
+  textbook_holdout = [r for r in held if r[sweeps.TAGS]["mixture"] == "textbook"]
+  raw_holdout = [r for r in held if r[sweeps.TAGS]["mixture"] == "raw"]
+  raw_last = [r for r in runs if r[sweeps.TAGS]["size"] in late
+              and r[sweeps.TAGS]["mixture"] == "raw"]
+  runs = [r for r in runs if r not in raw_last] + textbook_holdout + raw_last + raw_holdout
+  for run in runs:
+    run["data.tokenizer"] = "{workdir}/tokenizer/sp.model"
+    if v["smoke"]:
+      run.update({"data.tokenizer_vocab_size": 256, "data.seq_len": 32, "data.batch_size": 4,
+                  "data.eval_batches": 2, "data.max_files": 20})
+  return runs
+
+
+def prepare(arg: str, workdir: pathlib.Path) -> None:
+  """Makes what the runs share, once: the textbook mixture in DIR/mixture and one tokenizer in
+  DIR/tokenizer/sp.model on equal shares of both mixtures' training text."""
+  from phi_jax.curation import mixture as mixtures  # pylint: disable=g-import-not-at-top
+  from phi_jax.curation import stages  # pylint: disable=g-import-not-at-top
+  from phi_jax.data import builders  # pylint: disable=g-import-not-at-top
+  from phi_jax.data import tokenizer as tokenizers  # pylint: disable=g-import-not-at-top
+  from phi_jax.train import inputs  # pylint: disable=g-import-not-at-top
+  v = parse_arg(arg, {"smoke": False})
+  workdir = pathlib.Path(workdir)
+  m = SMOKE_MIXTURE if v["smoke"] else MIXTURE
+  pipeline = mixtures.pipeline_config(m["n_exercises"], m["n_textbooks"], m["n_drills"],
+                                      seed=m["seed"])
+  summary = stages.run(pipeline, workdir / "mixture", progress=False, log=print)
+  source = (summary.get("train_config") or {}).get("data.source_dir")
+  expected = str(workdir / "mixture" / "dataset")
+  if source and pathlib.Path(source).resolve() != pathlib.Path(expected).resolve():
+    raise ValueError(f"the mixture's dataset is in {source}, not {expected}: update sweep()")
+  model = workdir / "tokenizer" / "sp.model"
+  if model.exists():
+    return
+  config = get_config(arg)
+  share = config.data.tokenizer_train_bytes // 2
+  texts = []
+  for mixture in ("raw", "textbook"):  # the builder arguments the runs use (the same dataset)
+    data = get_config(f"{arg},mixture={mixture}" if arg else f"mixture={mixture}").data
+    if mixture == "textbook":
+      data.source_dir = expected
+    kwargs = inputs._builder_kwargs(data)  # pylint: disable=protected-access
+    source = builders.build(data.dataset, str(workdir / "data"), **kwargs).as_data_source("train")
+    used = 0
+    for i in range(len(source)):
+      text = source[i]["text"]
+      text = text.decode("utf-8") if isinstance(text, bytes) else text
+      texts.append(text)
+      used += len(text.encode("utf-8"))
+      if used >= share:
+        break
+  print(f"[prepare] one SentencePiece tokenizer ({config.data.tokenizer_vocab_size} tokens) on "
+        f"{sum(len(t) for t in texts) / 1e6:.1f} MB: equal shares of raw and textbook", flush=True)
+  model.parent.mkdir(parents=True, exist_ok=True)
+  tokenizers.train_sentencepiece(texts, workdir / "tokenizer" / "sp",
+                                 vocab_size=config.data.tokenizer_vocab_size)
