@@ -1,27 +1,41 @@
 """SkipDecode (Del Corro et al., arXiv 2307.02628): fine-tune a model with a position-wise layer
 schedule so that batched, KV-cached decoding can skip layers (docs/SKIPDECODE.md).
 
-Variants (comma-separated, e.g. `:finetune,speedup=3,init_from=workdirs/sd_base`):
+Variants (comma-separated, e.g. `:finetune,coder,speedup=3,decay_len=40`):
 
-    pretrain        a base language model on this machine's Python stdlib (code_corpus): a
-                    phi-3-style serial model, 12 layers x d_model 96, 2,048-token SentencePiece.
+    pretrain        a base language model. Alone: on this machine's Python stdlib (code_corpus),
+                    a phi-3-style serial model, 12 layers x d_model 96, 2,048-token SentencePiece
+                    (the previous run: experiments/skipdecode/RESULTS.md).
+    coder           the base is a tiny coder instead (the recipe of configs/quickstart.py:long,
+                    12 layers deep): phi-1's block, 12 layers x d_model 96 (3 heads of 32, MLP
+                    384, partial rotary 16, tied embeddings), 1,024-token SentencePiece, trained
+                    on the textbook-quality mixture (`data.source_dir`: made by
+                    experiments/skipdecode/make_data.py) with the loss on each record's target,
+                    700 steps x 16 x 256 = 2.9M tokens, the tiny coder's optimizer. With finetune:
+                    the fine-tune set is procedural train-split exercises (make_data.py), loss on
+                    the bodies.
     finetune        fine-tune `init_from` (a training workdir or a Hugging Face folder: weights,
-                    architecture and tokenizer come from it) on `docstring_code`: prompt =
-                    signature + docstring, target = body, held out by file; loss on targets only
-                    (data.format='prompt_completion'); with the schedule of `speedup`.
+                    architecture and tokenizer come from it) on `docstring_code` (prompt =
+                    signature + docstring, target = body, held out by file), or with `coder` on
+                    the exercises; loss on targets only (data.format='prompt_completion'); with
+                    the schedule of `speedup`.
     speedup=S       the nominal speedup of the schedule (1 = no skipping, the 1x baseline; 2, 3, 5
                     as in the paper), chosen by SkipSchedule.for_speedup(L, S, warmup_layers=1,
-                    decay_len=64); 64 ~ the median target length in tokens of docstring_code's
-                    held-out split with the pretrain tokenizer (the paper sets decay_len to the
-                    task's median target length).
-    tiny            test scale (4 layers x 64, 512-token vocab, a few steps).
+                    decay_len=D).
+    decay_len=D     D, the schedule's decay length in generated tokens: the paper sets it to the
+                    task's median target length. Default 64 (~ docstring_code's median body
+                    length with the stdlib tokenizer); with `coder` it must be given for S > 1:
+                    `make_data.py --decay_len=BASE_WORKDIR` measures it with the base's tokenizer.
+    tiny            test scale (4 layers x 64, 512-token vocab, a few steps; with coder 12 layers
+                    x 32, so that 5x stays reachable).
 
     python -m phi_jax.main --config=configs/skipdecode.py:pretrain --workdir=workdirs/sd_base
     python -m phi_jax.main --config=configs/skipdecode.py:finetune,speedup=2 \\
         --config.init_from=workdirs/sd_base --workdir=workdirs/sd_ft_2x
 
-At full scale, point init_from at a released model (e.g. a phi-1.5 HF folder) and data.source_dir
-at the task's data; the experiment, its commands and results are in experiments/skipdecode/.
+The tiny-coder experiment (data, base, fine-tunes over seeds, evaluation) is one command,
+`bash experiments/skipdecode/run.sh` (SMOKE=1: a few minutes, test scale). At full scale, point
+init_from at a released model (e.g. a phi-1.5 HF folder) and data.source_dir at the task's data.
 """
 
 from __future__ import annotations
@@ -34,7 +48,7 @@ from phi_jax.train import config_base
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   v = parse_arg(arg, {"pretrain": False, "finetune": False, "speedup": "1", "init_from": "",
-                      "tiny": False})
+                      "coder": False, "decay_len": "", "tiny": False})
   if v["pretrain"] == v["finetune"]:
     raise ValueError(f"choose exactly one of 'pretrain' and 'finetune' in {arg!r}")
   try:
@@ -43,7 +57,17 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     raise ValueError(f"speedup={v['speedup']!r} must be a number >= 1 (1 = no skipping)") from None
   if speedup < 1:
     raise ValueError(f"speedup={speedup} must be >= 1 (1 = no skipping)")
-  tiny = bool(v["tiny"])
+  tiny, coder = bool(v["tiny"]), bool(v["coder"])
+  if v["decay_len"]:
+    if not v["decay_len"].isdigit() or int(v["decay_len"]) < 1:
+      raise ValueError(f"decay_len={v['decay_len']!r} must be a whole number of tokens >= 1")
+    decay_len = int(v["decay_len"])
+  elif coder and v["finetune"] and speedup > 1 and not tiny:
+    raise ValueError("a coder fine-tune with a schedule needs decay_len=N, the median target "
+                     "length in tokens: `python experiments/skipdecode/make_data.py --root=ROOT "
+                     "--decay_len=BASE_WORKDIR` measures it (run.sh does)")
+  else:
+    decay_len = 16 if tiny else 64
 
   c = config_base.get_config()
   c.seed = 0
@@ -77,7 +101,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
       end_lr_fraction=0.1, b1=0.9, b2=0.95, eps=1e-8, weight_decay=0.1, grad_clip_norm=1.0)
 
   c.skip.update(enabled=bool(v["finetune"] and speedup > 1), target_speedup=speedup,
-                warmup_layers=1, decay_len=64, ratio=2.0)
+                warmup_layers=1, decay_len=decay_len, ratio=2.0)
 
   # Task evaluations during training (phi_jax.evals.periodic): e.g. every=100,
   # tasks=("humaneval", "mc:piqa:/data/piqa.jsonl"), limit=20. Off here.
@@ -97,6 +121,40 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
       c.model.update(d_model=64, num_layers=4, num_heads=2, num_kv_heads=2, mlp_dim=128)
     c.data.update(max_files=30, tokenizer_vocab_size=512, seq_len=128, batch_size=8,
                   eval_batches=2)
-    c.skip.decay_len = 16
     c.sample.max_new_tokens = 8
+  if coder:
+    _coder(c, pretrain=bool(v["pretrain"]), tiny=tiny)
   return c
+
+
+def _coder(c: ml_collections.ConfigDict, *, pretrain: bool, tiny: bool) -> None:
+  """The `coder` variant: the tiny coder as the base (see the module doc)."""
+  if pretrain:  # configs/quickstart.py's block, 12 layers deep (5x needs >= ~10 layers)
+    c.total_steps = 700
+    c.model = config_base.model(
+        "phi-1", vocab_size=-1, d_model=96, num_layers=12, num_heads=3, mlp_dim=384,
+        rotary_dim=16, max_seq_len=512, dtype="float32", param_dtype="float32",
+        attn_dropout=0.0, resid_dropout=0.0, embd_dropout=0.0, remat_policy="none",
+        tie_embeddings=True, lm_head_bias=False)
+    c.optimizer.update(learning_rate=5e-3, schedule="linear", warmup_steps=0,
+                       warmup_fraction=0.05, end_lr_fraction=0.1)
+  else:  # every schedule fine-tuned alike; seeds change the data order
+    c.total_steps = 150
+    c.optimizer.update(learning_rate=1e-3, schedule="cosine", warmup_steps=0,
+                       warmup_fraction=0.1, end_lr_fraction=0.1)
+  # data.source_dir / data_dir / validation_fraction: make_data.py's flags (run.sh passes them)
+  c.data.update(dataset="synthetic_exercises", format="prompt_completion",
+                validation_fraction=0.02, tokenizer_vocab_size=1024, seq_len=256,
+                batch_size=16, eval_batches=8)
+  c.sample.update(prompts=(
+      'def count_vowels(text: str) -> int:\n    """Return how many vowels text has."""\n',
+      'def add_seven(values: list[int]) -> list[int]:\n'
+      '    """Return a list with 7 added to every number in values."""\n'),
+      max_new_tokens=64)
+  if tiny:
+    c.total_steps = 8
+    if pretrain:
+      c.model.update(d_model=32, num_heads=2, mlp_dim=64, rotary_dim=8)
+    c.data.update(max_files=0, tokenizer_vocab_size=512, seq_len=128, batch_size=8,
+                  eval_batches=2, validation_fraction=0.1)
+    c.sample.max_new_tokens = 8

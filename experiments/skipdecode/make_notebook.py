@@ -24,8 +24,10 @@ same schedule, teacher-forced (`SkipSchedule.layer_mask`). The method as phi_jax
 `phi_jax/decoding/skipdecode.py`; the experiment: `experiments/skipdecode/` (`RESULTS.md`).
 
 This notebook (1) plots the 2x / 3x / 5x schedules of a 16-layer model, (2) reads the experiment's
-`results.json` for the speed/quality curve and side-by-side generations, and (3) decodes with a tiny
-random model with and without skipping. It runs on a CPU in well under a minute."""),
+results: the tiny-coder run (`coder/results.json`: pass@1 of greedy bodies on held-out exercises,
+once it has been run) and the previous run (`results.json`: docstring_code, ROUGE-L), and (3)
+decodes with a tiny random model with and without skipping. It runs on a CPU in well under a
+minute."""),
     ("code", """\
 import json, pathlib
 import numpy as np
@@ -37,7 +39,9 @@ from phi_jax.decoding.early_exit import EarlyExit
 from phi_jax.decoding.skipdecode import SkipSchedule
 from phi_jax.models import Transformer, presets
 
-RESULTS = pathlib.Path("..") / "experiments" / "skipdecode" / "results.json\""""),
+EXPERIMENT = pathlib.Path("..") / "experiments" / "skipdecode"
+RESULTS = EXPERIMENT / "results.json"          # the previous run: docstring_code, ROUGE-L
+CODER = EXPERIMENT / "coder" / "results.json"  # the tiny-coder run (run.sh)"""),
     ("markdown", """\
 ## 1. Schedules of a 16-layer model
 `SkipSchedule.for_speedup(L, target, warmup_layers, decay_len)` picks the linear schedule whose
@@ -71,9 +75,63 @@ for ax, (name, s) in zip(axes, schedules.items()):
 axes[0].set_ylabel("generated token t")
 plt.tight_layout(); plt.show()"""),
     ("markdown", """\
-## 2. Quality vs speed (the experiment's results)
-From `experiments/skipdecode/results.json` (written by `experiments/skipdecode/run.sh`): a small
-model pretrained on this machine's Python stdlib, fine-tuned on `docstring_code` (signature +
+## 2. Quality vs speed on the tiny coder
+From `experiments/skipdecode/coder/results.json` (written by `bash experiments/skipdecode/run.sh`):
+a 12-layer tiny coder trained on the textbook-quality mixture, fine-tuned on procedural exercises
+with each schedule (over fine-tune seeds); quality = pass@1 of greedy bodies on held-out exercises
+(unseen variants; whole held-out families), with 95% intervals over seeds and the paired
+difference from the 1x model. Until that run exists this section says so."""),
+    ("code", """\
+coder = json.loads(CODER.read_text()) if CODER.exists() else None
+if coder is None:
+    print(f"{CODER} not found: the tiny-coder rerun has not been run yet "
+          "(bash experiments/skipdecode/run.sh; RESULTS.md)")
+else:
+    m = coder["model"]
+    print(f"{m['num_layers']} layers x d_model {m['d_model']} ({m['params']:,} parameters); "
+          f"{coder['machine']['device']}; {coder['date']}")
+    for set_name, info in coder["sets"].items():
+        print(f"\\n{set_name}: {info['n']} exercises")
+        print(f"{'setting':>18} {'measured':>9} {'layers':>7} {'loss':>7} {'pass@1 %':>9} "
+              f"{'95% over seeds':>15} {'vs 1x (pooled)':>15}")
+        for e in coder["settings"]:
+            s = e["sets"][set_name]
+            loss = "n/a" if s["loss"] is None else f"{s['loss']:.3f}"
+            lo, hi = s["seed_ci95"]
+            print(f"{e['name']:>18} {e['measured_speedup']:8.2f}x {e['mean_layers']:7.2f} "
+                  f"{loss:>7} {100 * s['pass@1']:9.1f} {f'[{100 * lo:.1f}, {100 * hi:.1f}]':>15} "
+                  f"{100 * s['diff_pooled']:+15.1f}")
+    print("CALM at matched speed:", coder["calm_at_matched_speed"])"""),
+    ("code", """\
+if coder is not None:
+    sets = list(coder["sets"])
+    fig, axes = plt.subplots(1, len(sets), figsize=(5.5 * len(sets), 3.8), squeeze=False)
+    full = [e for e in coder["settings"] if e["name"] == "skipdecode 1x"]
+    for kind, label, style in (("skipdecode", "SkipDecode (fine-tuned)", "o-"),
+                               ("schedule_only", "schedule only (no skip fine-tuning)", "s--"),
+                               ("calm", "CALM early exit", "^:")):
+        es = [e for e in coder["settings"] if e["kind"] == kind] + (full if kind == "schedule_only" else [])
+        es.sort(key=lambda e: e["nominal_speedup"])
+        x = [e["measured_speedup"] for e in es]
+        for ax, set_name in zip(axes[0], sets):
+            y = np.array([100 * e["sets"][set_name]["pass@1"] for e in es])
+            ci = np.array([[100 * v for v in e["sets"][set_name]["seed_ci95"]] for e in es])
+            ax.errorbar(x, y, yerr=[y - ci[:, 0], ci[:, 1] - y], fmt=style, label=label, capsize=2)
+    for ax, set_name in zip(axes[0], sets):
+        ax.set_title(set_name, fontsize=9); ax.set_ylabel("pass@1 %")
+        ax.set_xlabel("measured decode speedup"); ax.set_xscale("log", base=2); ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8); plt.tight_layout(); plt.show()
+    for sample in coder["samples"][:2]:
+        print("=" * 100)
+        print(sample["prompt"] + "----- reference:\\n" + sample["reference"])
+        for name in ("skipdecode 1x", "skipdecode 3x", "skipdecode 5x", "schedule-only 5x"):
+            if name in sample["outputs"]:
+                print(f"----- {name} ({'passes' if sample['passed'][name] else 'fails'}):\\n"
+                      f"{sample['outputs'][name]}")"""),
+    ("markdown", """\
+## 3. The previous run: docstring_code, ROUGE-L
+From `experiments/skipdecode/results.json` (written by the experiment's earlier run.sh, before the
+tiny-coder rerun; RESULTS.md keeps its commands): a small model pretrained on this machine's Python stdlib, fine-tuned on `docstring_code` (signature +
 docstring -> body) with each schedule; scored on held-out functions. Measured speedups are decode
 steps of the same batch against the full model, on the machine named in the file. At this toy
 scale the held-out loss is the informative column and the greedy generations are degenerate for
@@ -81,7 +139,7 @@ every setting: `experiments/skipdecode/RESULTS.md` says what the numbers do and 
     ("code", """\
 result = json.loads(RESULTS.read_text()) if RESULTS.exists() else None
 if result is None:
-    print(f"{RESULTS} not found: run experiments/skipdecode/run.sh first")
+    print(f"{RESULTS} not found (the previous run's results)")
 else:
     m = result["model"]
     print(f"{m['num_layers']} layers x d_model {m['d_model']} ({m['params']:,} parameters); "
@@ -125,7 +183,7 @@ if result is not None:
             if name in sample["outputs"]:
                 print(f"----- {name}:\\n{sample['outputs'][name]}")"""),
     ("markdown", """\
-## 3. Live: a tiny random model, with and without skipping
+## 4. Live: a tiny random model, with and without skipping
 A 4-layer `tiny-serial` model with random weights (its tokens are meaningless). With
 `skip=schedule` only the active layers run for each generated token; `return_stats` reports the
 layers run per generated position (the first comes from the full-depth prompt pass). A schedule
