@@ -37,6 +37,10 @@ VARIANTS = [
     ("quickstart.py", "long"), ("quickstart.py", "long,arm=textbook"),
     ("phi1_ablation.py", "stage=pretrain"), ("phi1_ablation.py", "stage=finetune,tiny"),
     ("skipdecode.py", "pretrain"), ("skipdecode.py", "finetune,speedup=2,tiny"),
+    ("skipdecode.py", "pretrain,coder"), ("skipdecode.py", "pretrain,coder,tiny"),
+    ("skipdecode.py", "finetune,coder,speedup=5,decay_len=40"),
+    ("phi3_scaling.py", ""), ("phi3_scaling.py", "size=xxl,mixture=textbook,tokens=204800"),
+    ("phi3_scaling.py", "smoke"),
 ]
 
 
