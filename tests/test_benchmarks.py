@@ -18,8 +18,10 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _run_json(script: str, *args: str, timeout: int = 600) -> dict:
+def _run_json(script: str, *args: str, timeout: int = 1800) -> dict:
   """Runs `script` with `args` in a fresh process; returns its last stdout line parsed as JSON."""
+  # The timeout only catches a hang: pinned to one core of a heavily loaded machine (load ~15),
+  # the --quick train benchmark took over 600 s.
   env = dict(os.environ)
   env.pop("XLA_FLAGS", None)  # not conftest's 8 fake devices: the script sets its own flags
   env["PYTHONPATH"] = f"{REPO}{os.pathsep}{env.get('PYTHONPATH', '')}"
