@@ -62,16 +62,7 @@ class StageIO:
 def write_shard(io: StageIO, s: int, rows) -> None:
   """Writes output shard s and its counts (rows: an iterable, streamed)."""
   counts = {"documents": 0, "whitespace_tokens": 0, "bytes": 0}
-
-  def counted():
-    for r in rows:
-      text = r.get("text", "")
-      counts["documents"] += 1
-      counts["whitespace_tokens"] += len(text.split())
-      counts["bytes"] += len(text.encode("utf-8"))
-      yield r
-
-  shards.write_records(io.output(s), counted())
+  shards.write_records(io.output(s), shards.counted(rows, counts))
   shards.write_json(pathlib.Path(io.output_dir) / "_counts" / f"s{s:05d}.json", counts)
 
 

@@ -105,12 +105,13 @@ def read_json(path: str | os.PathLike) -> Any:
   return json.loads(pathlib.Path(path).read_text())
 
 
-def record_counts(rows: Iterable[dict[str, Any]]) -> dict[str, int]:
-  """Documents, whitespace tokens and UTF-8 bytes (as `stages.counts`), streamed."""
-  out = {"documents": 0, "whitespace_tokens": 0, "bytes": 0}
+def counted(rows: Iterable[dict[str, Any]], counts: dict[str, int]) -> Iterator[dict[str, Any]]:
+  """Yields `rows` while adding their documents, whitespace tokens and UTF-8 bytes (as
+  `stages.counts`) to `counts`, which starts as {'documents': 0, 'whitespace_tokens': 0,
+  'bytes': 0}: counts of a stream written once, without holding it."""
   for r in rows:
     text = r.get("text", "")
-    out["documents"] += 1
-    out["whitespace_tokens"] += len(text.split())
-    out["bytes"] += len(text.encode("utf-8"))
-  return out
+    counts["documents"] += 1
+    counts["whitespace_tokens"] += len(text.split())
+    counts["bytes"] += len(text.encode("utf-8"))
+    yield r
