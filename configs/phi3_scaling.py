@@ -205,14 +205,7 @@ def prepare(arg: str, workdir: pathlib.Path) -> None:
       data.source_dir = expected
     kwargs = inputs._builder_kwargs(data)  # pylint: disable=protected-access
     source = builders.build(data.dataset, str(workdir / "data"), **kwargs).as_data_source("train")
-    used = 0
-    for i in range(len(source)):
-      text = source[i]["text"]
-      text = text.decode("utf-8") if isinstance(text, bytes) else text
-      texts.append(text)
-      used += len(text.encode("utf-8"))
-      if used >= share:
-        break
+    texts += builders.leading_texts(source, share)
   print(f"[prepare] one SentencePiece tokenizer ({config.data.tokenizer_vocab_size} tokens) on "
         f"{sum(len(t) for t in texts) / 1e6:.1f} MB: equal shares of raw and textbook", flush=True)
   model.parent.mkdir(parents=True, exist_ok=True)

@@ -114,15 +114,7 @@ def _train_texts(config: ml_collections.ConfigDict, name: str, data: dict[str, A
   kwargs = {k: d[k] for k in ("source_dir", "max_files", "validation_fraction", "max_bytes")
             if d.get(k) not in (None, "", 0)}
   source = builders.build(d["dataset"], d["data_dir"], **kwargs).as_data_source("train")
-  texts, used = [], 0
-  for i in range(len(source)):
-    text = source[i]["text"]
-    text = text.decode("utf-8") if isinstance(text, bytes) else text
-    texts.append(text)
-    used += len(text.encode("utf-8"))
-    if used >= budget:
-      break
-  return texts
+  return builders.leading_texts(source, budget)
 
 
 def _tokenizer(config: ml_collections.ConfigDict, names: list[str], data: dict[str, dict],

@@ -69,3 +69,17 @@ def build(name: str, data_dir: str | os.PathLike, *, prepare: bool = True,
   if prepare:
     builder.download_and_prepare()  # A no-op when this config's files already exist.
   return builder
+
+
+def leading_texts(source: Any, max_bytes: int) -> list[str]:
+  """The texts of a data source (`build(...).as_data_source(split)`) in order, up to and
+  including the one that brings their UTF-8 size to `max_bytes` (e.g. a tokenizer's sample)."""
+  texts, used = [], 0
+  for i in range(len(source)):
+    text = source[i]["text"]
+    text = text.decode("utf-8") if isinstance(text, bytes) else text
+    texts.append(text)
+    used += len(text.encode("utf-8"))
+    if used >= max_bytes:
+      break
+  return texts
