@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from phi_jax import aot, config_args, sweep
+from phi_jax import aot, config_args, sweep, sweep_table
 from phi_jax.models import ModelConfig, Transformer, presets
 from phi_jax.train import config_base, loop, optim
 from phi_jax.train import mesh as mesh_lib
@@ -285,9 +285,9 @@ def test_overrides_slugs_and_finished_runs(tmp_path):
   with pytest.raises(ValueError, match="duplicate runs"):
     sweep.slugs([{"seed": 1}, {"seed": 1}])
   (tmp_path / "summary.json").write_text(json.dumps({"step": 5, "stopped_by": None}))
-  assert sweep.is_finished(tmp_path, 5) and not sweep.is_finished(tmp_path, 6)
+  assert sweep_table.is_finished(tmp_path, 5) and not sweep_table.is_finished(tmp_path, 6)
   (tmp_path / "summary.json").write_text(json.dumps({"step": 5, "stopped_by": "SIGTERM"}))
-  assert not sweep.is_finished(tmp_path, 5)
+  assert not sweep_table.is_finished(tmp_path, 5)
 
 
 SWEEP_CONFIG = '''

@@ -119,15 +119,16 @@ def _fake_study(directory: pathlib.Path, pass_rates: dict[str, float], n: int = 
 
 def test_sweep_of_studies_and_the_seed_report(tmp_path):
   import importlib.util
-  from phi_jax import sweep
+  from phi_jax import sweep_table
   from phi_jax.evals.functions import seed_interval
   for seed, rates in enumerate(({"raw": 0.0, "textbook": 0.3}, {"raw": 0.1, "textbook": 0.5})):
     _fake_study(tmp_path / f"seed={seed}", rates)
-  assert sweep.is_finished(tmp_path / "seed=0", 5) and not sweep.is_finished(tmp_path / "seed=0", 6)
+  assert sweep_table.is_finished(tmp_path / "seed=0", 5)
+  assert not sweep_table.is_finished(tmp_path / "seed=0", 6)
   (tmp_path / "seed=1" / "textbook" / "summary.json").write_text(json.dumps({"step": 3}))
-  assert not sweep.is_finished(tmp_path / "seed=1", 5)  # one arm is not done: rerun it
-  run = sweep.Run({"seed": 0}, "seed=0", tmp_path / "seed=0", 5)
-  row = sweep.result_row(run)
+  assert not sweep_table.is_finished(tmp_path / "seed=1", 5)  # one arm is not done: rerun it
+  run = sweep_table.Run({"seed": 0}, "seed=0", tmp_path / "seed=0", 5)
+  row = sweep_table.result_row(run)
   assert row["study"] == "raw: validation 0.0%; textbook: validation 30.0%" and row["step"] == 5
 
   spec = importlib.util.spec_from_file_location("_tinycoder_report",

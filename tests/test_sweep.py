@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from phi_jax import sweep
+from phi_jax import sweep, sweep_table
 from phi_jax.study import scaling
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
@@ -45,7 +45,7 @@ def test_scaling_sweep_plans_sizes_budgets_mixtures_and_the_holdout(tmp_path):
   textbook = [r for r in runs if r.tags["mixture"] == "textbook"]
   assert all(r.config.data.source_dir == str(tmp_path / "mixture" / "dataset") for r in textbook)
   assert all(r.config.data.dataset == "synthetic_exercises" for r in textbook)
-  sizes = {r.tags["size"]: sweep.run_size(r)["params"] for r in runs}
+  sizes = {r.tags["size"]: sweep_table.run_size(r)["params"] for r in runs}
   assert sizes["xs"] < sizes["s"] < sizes["m"] < sizes["l"] < sizes["xl"]
   assert sizes["xxl"] > 1.9 * sizes["xl"]  # the held-out run is beyond the fitted range
   assert held[0].tags["mixture"] == "textbook"  # the one that must finish first
@@ -71,7 +71,7 @@ def test_fit_columns_one_law_per_mixture_holdout_left_out(tmp_path):
   book = scaling.Law(E=0.8, A=30.0, B=500.0, alpha=0.3, beta=0.5)
   rows = _rows(raw, "raw") + _rows(book, "textbook")
   rows[0]["status"] = "failed (exit 1)"  # a failed run is not fit
-  laws = sweep.fit_rows(rows, "eval_loss", by=("mixture",))
+  laws = sweep_table.fit_rows(rows, "eval_loss", by=("mixture",))
   assert set(laws) == {"mixture=raw", "mixture=textbook"}
   assert laws["mixture=raw"]["E"] == pytest.approx(1.5, rel=1e-3)
   assert laws["mixture=textbook"]["beta"] == pytest.approx(0.5, rel=1e-3)
@@ -79,7 +79,7 @@ def test_fit_columns_one_law_per_mixture_holdout_left_out(tmp_path):
   big = [r for r in rows if r.get("tag:holdout")]
   assert big[0]["fit_loss"] == pytest.approx(float(raw.predict(1.6e6, 2e5)), rel=1e-3)
   assert big[0]["fit_error"] == pytest.approx(99.0 / big[0]["fit_loss"] - 1)
-  sweep.write_table(rows, tmp_path)
+  sweep_table.write_table(rows, tmp_path)
   header = (tmp_path / "sweep.md").read_text().splitlines()[0]
   assert "| mixture |" in header and "fit_loss" in header and "fit_error" in header
   assert "overrides" not in header  # tagged runs are named by their tags
@@ -89,10 +89,10 @@ def test_fit_columns_one_law_per_mixture_holdout_left_out(tmp_path):
   curves = [{"run": f"n{n:g}", "params": n, "tokens": 4e5, "status": "done",
              "evals": [(d, float(raw.predict(n, d))) for d in (1e5, 2e5, 3e5, 4e5)]}
             for n in (5e4, 1e5, 2e5, 4e5)]
-  law = sweep.fit_rows(curves, "eval_loss", points="evals")["all"]
+  law = sweep_table.fit_rows(curves, "eval_loss", points="evals")["all"]
   assert law["alpha"] == pytest.approx(0.4, rel=1e-3) and law["points"] == "evals"
-  assert sweep.fit_rows(curves, "eval_loss", points="final")["all"]["error"].startswith("no fit")
-  too_few = sweep.fit_rows(rows[:3], "eval_loss", by=("mixture",))
+  assert sweep_table.fit_rows(curves, "eval_loss", points="final")["all"]["error"].startswith("no fit")
+  too_few = sweep_table.fit_rows(rows[:3], "eval_loss", by=("mixture",))
   assert "at least 5 points" in too_few["mixture=raw"]["error"]
 
 
@@ -126,7 +126,7 @@ def test_failed_runs_are_reported_and_rerun_on_the_next_call(tmp_path, monkeypat
   assert [r["status"] for r in rows] == ["failed (exit 3)", "done"]
   out = capsys.readouterr().out
   assert "1 of 2 run(s) failed: run=a,tokens=8192" in out and "rerun the same command" in out
-  assert json.loads((tmp_path / "run=a,tokens=8192" / sweep.STATUS_FILE).read_text())[
+  assert json.loads((tmp_path / "run=a,tokens=8192" / sweep_table.STATUS_FILE).read_text())[
       "returncode"] == 3
   assert (tmp_path / "prepared.txt").read_text() == "''\n"
   # the next call: the finished run is skipped, the failed one is announced and runs again

@@ -110,11 +110,11 @@ def main(argv=None) -> int:
   parser.add_argument("--n_train", type=int, default=100)
   parser.add_argument("--max_new_tokens", type=int, default=96)
   args = parser.parse_args(argv)
-  from phi_jax import sweep  # pylint: disable=g-import-not-at-top
+  from phi_jax import sweep_table  # pylint: disable=g-import-not-at-top
   workdir, out = pathlib.Path(args.workdir).absolute(), pathlib.Path(args.out)
   per_run, missing = {}, []
   for run_dir in sorted(workdir.glob("arm=*")):
-    summary = sweep.read_summary(run_dir) or {}
+    summary = sweep_table.read_summary(run_dir) or {}
     config = json.loads((run_dir / "config.json").read_text()) if (
         run_dir / "config.json").exists() else {}
     if not summary or summary.get("step") != config.get("total_steps"):

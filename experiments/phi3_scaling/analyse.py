@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from phi_jax import sweep
+from phi_jax import sweep, sweep_table
 from phi_jax.study import scaling
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -46,8 +46,8 @@ def collect(workdir: pathlib.Path, spec: str) -> list[dict[str, Any]]:
   eval_loss, the run's status; `final` marks a run's last evaluation."""
   rows = []
   for run in sweep.plan_sweep(spec, workdir):
-    run.status = "done" if sweep.is_finished(run.workdir, run.total_steps) else "not finished"
-    row = sweep.result_row(run)
+    run.status = "done" if sweep_table.is_finished(run.workdir, run.total_steps) else "not finished"
+    row = sweep_table.result_row(run)
     evals = row.get("evals") or []
     for i, (tokens, loss) in enumerate(evals):
       rows.append({"run": run.slug, "mixture": run.tags["mixture"], "size": run.tags["size"],
