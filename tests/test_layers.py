@@ -23,6 +23,7 @@ LAYERS = (
     ("train",),
     ("curation",),
     ("study",),
+    ("sweep_table",),
     ("main", "eval", "generate", "sweep", "aot"),
 )
 
