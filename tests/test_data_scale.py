@@ -1,7 +1,9 @@
 """The sharded, streaming pipeline (phi_jax.curation.sharded) on datatrove's local executor."""
 
 import json
+import os
 import pathlib
+import time
 
 import numpy as np
 import pytest
@@ -89,6 +91,22 @@ def test_local_executor_two_workers_end_to_end(tmp_path):
       shards.shard_path(tmp_path / "run" / "dataset" / "shards", s, 2))}
   assert ids < kept
   assert summary["peak_rss_mib"] > 0 and summary["workers"] == 2
+
+
+_FORKS = []
+os.register_at_fork(before=lambda: _FORKS.append(os.getpid()))
+
+
+def test_local_executor_never_forks_this_process(tmp_path):
+  """Workers and datatrove's rank-queue manager start by forkserver: os.fork() in a process with
+  JAX's threads can deadlock the child (JAX warns). A fork here would run the before-hook."""
+  import multiprocess  # pylint: disable=g-import-not-at-top
+  before = multiprocess.get_start_method(allow_none=True)
+  del _FORKS[:]
+  engine_lib.Engine(workers=2).map("sleep", time.sleep, num_tasks=2, logging_dir=tmp_path / "l")
+  assert _FORKS == []
+  assert multiprocess.get_start_method(allow_none=True) == before  # the default is restored
+  assert sorted(os.listdir(tmp_path / "l" / "completions")) == ["00000", "00001"]
 
 
 def test_resume_redoes_only_the_killed_shard_and_reruns_from_changed_stage(tmp_path):

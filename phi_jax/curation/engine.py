@@ -27,12 +27,13 @@ for the scale test's "peak memory of the whole run".
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import pathlib
 import threading
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 EXECUTORS = ("local", "slurm", "ray")
 
@@ -101,7 +102,7 @@ class Engine:
       workers = min(self.workers, num_tasks)
       executor = local.LocalPipelineExecutor(pipeline=pipeline, tasks=num_tasks, workers=workers,
                                              logging_dir=logging_dir)
-      with _quiet_loguru(self.quiet):
+      with _quiet_loguru(self.quiet), _no_fork():
         executor.run()
     elif self.executor == "slurm":
       from datatrove.executor import slurm  # pylint: disable=g-import-not-at-top
@@ -122,6 +123,23 @@ class Engine:
     if missing:
       raise RuntimeError(f"{name}: ranks {missing[:10]} did not complete; see "
                          f"{logging_dir}/logs/ and rerun (finished ranks are kept)")
+
+
+@contextlib.contextmanager
+def _no_fork() -> Iterator[None]:
+  """Makes `multiprocess`'s default start method forkserver while inside.
+
+  LocalPipelineExecutor starts its worker pool with forkserver, but its `multiprocess.Manager()`
+  (the rank queue) takes the library's default context, which forks this process on Linux. With
+  JAX imported here (its threads running), a fork can deadlock the child, and JAX warns about it.
+  """
+  import multiprocess  # pylint: disable=g-import-not-at-top
+  previous = multiprocess.get_start_method(allow_none=True)
+  multiprocess.set_start_method("forkserver", force=True)
+  try:
+    yield
+  finally:
+    multiprocess.set_start_method(previous, force=True)
 
 
 class _quiet_loguru:
