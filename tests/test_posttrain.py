@@ -64,22 +64,30 @@ def _log_sigmoid(x):
   return -np.log1p(np.exp(-x))
 
 
-@pytest.mark.parametrize("label_smoothing,reference_free", [(0.0, False), (0.2, False),
-                                                            (0.1, True)])
-def test_dpo_loss_equals_a_direct_computation(label_smoothing, reference_free):
+@pytest.mark.parametrize("label_smoothing,reference_free,nll_weight",
+                         [(0.0, False, 0.0), (0.2, False, 0.0), (0.1, True, 0.0),
+                          (0.0, False, 0.7)])
+def test_dpo_loss_equals_a_direct_computation(label_smoothing, reference_free, nll_weight):
   rng = np.random.default_rng(0)
   pc, pr, rc, rr = (rng.normal(-20, 5, 7).astype(np.float32) for _ in range(4))
+  lengths = rng.integers(1, 30, 7).astype(np.float32)
   weights = np.array([1, 1, 0, 1, 1, 0, 1], np.float32)
   beta = 0.3
   if reference_free:
     rc = rr = np.zeros(7, np.float32)
   loss, m = dpo.dpo_loss(pc, pr, None if reference_free else rc, None if reference_free else rr,
-                         beta=beta, label_smoothing=label_smoothing, weights=weights)
+                         beta=beta, label_smoothing=label_smoothing, weights=weights,
+                         nll_weight=nll_weight, chosen_lengths=lengths)
   keep = weights > 0
   h = ((pc - rc) - (pr - rr)).astype(np.float64)[keep]
+  nll = (-pc / lengths).astype(np.float64)[keep]  # the chosen reply's NLL per token
   want = np.mean(-(1 - label_smoothing) * _log_sigmoid(beta * h)
-                 - label_smoothing * _log_sigmoid(-beta * h))
+                 - label_smoothing * _log_sigmoid(-beta * h) + nll_weight * nll)
   np.testing.assert_allclose(float(loss), want, rtol=1e-5)
+  np.testing.assert_allclose(float(m["nll_chosen"]), nll.mean(), rtol=1e-5)
+  if nll_weight:
+    with pytest.raises(ValueError, match="chosen_lengths"):
+      dpo.dpo_loss(pc, pr, rc, rr, nll_weight=nll_weight)
   chosen, rejected = beta * (pc - rc)[keep], beta * (pr - rr)[keep]
   np.testing.assert_allclose(float(m["reward_chosen"]), chosen.mean(), rtol=1e-5)
   np.testing.assert_allclose(float(m["reward_rejected"]), rejected.mean(), rtol=1e-5)
@@ -173,15 +181,17 @@ def test_preference_pairs_are_packed_whole_and_scored_as_sequences_alone(tok):
   assert pairs == len(records)
 
 
-def _dpo_run(cfg, params, batches, mesh, *, steps, reference="model", lr=1e-2, eps=1e-8):
+def _dpo_run(cfg, params, batches, mesh, *, steps, reference="model", lr=1e-2, eps=1e-8,
+             nll_weight=0.0):
   tx, schedule = optim.make_optimizer(
       config_base.optimizer(learning_rate=lr, warmup_steps=0, weight_decay=0.0, eps=eps), 100)
   state, shardings = step_lib.create_sharded_state(cfg, tx, 64, mesh, jax.random.key(0))
   place = loop._place_params  # pylint: disable=protected-access
   state = state.replace(params=place(params, state.params, shardings.params))
   ref = place(params, state.params, shardings.params) if reference == "model" else None
-  step = dpo.jit_dpo_step(dpo.make_dpo_step(cfg, tx, schedule, dpo.DPOConfig(reference=reference),
-                                            64), shardings, mesh, ref)
+  dpo_config = dpo.DPOConfig(reference=reference, nll_weight=nll_weight)
+  step = dpo.jit_dpo_step(dpo.make_dpo_step(cfg, tx, schedule, dpo_config, 64), shardings, mesh,
+                          ref)
   out = []
   for i in range(steps):
     state, metrics = step(state, batches[i % len(batches)])
@@ -200,6 +210,36 @@ def test_dpo_steps_raise_the_chosen_minus_rejected_margin(tok):
   np.testing.assert_allclose(float(first["loss"]), np.log(2.0), rtol=1e-6)
   assert float(last["reward_margin"]) > 0.05 and float(last["loss"]) < np.log(2.0) - 0.01
   assert float(last["reward_accuracy"]) > 0.5
+
+
+def test_dpo_plus_nll_adds_the_chosen_replies_nll_per_token_and_lowers_it(tok):
+  """nll_weight=alpha: the step-0 loss is ln 2 + alpha x (mean over pairs of the chosen reply's
+  NLL per completion token, computed here from the logits); training lowers that NLL more than
+  plain DPO does with the same steps."""
+  cfg, params = tiny("tiny-serial", vocab_size=320)
+  batches = _pref_batches(tok, n=8, batch_size=8)[:1]
+  batch = batches[0]
+  logits = Transformer(cfg).apply({"params": params}, batch["inputs"],
+                                  positions=batch["positions"], segment_ids=batch["segment_ids"])
+  logp = np.asarray(jax.nn.log_softmax(logits.astype(np.float32)))
+  token_logp = np.take_along_axis(logp, np.asarray(batch["targets"])[..., None], -1)[..., 0]
+  per_pair = []
+  for b in range(len(batch["inputs"])):
+    for s in np.unique(batch["segment_ids"][b]):
+      if s > 0 and s % 2 == 1:  # segment 2k-1: pair k's chosen reply
+        where = ((np.asarray(batch["segment_ids"][b]) == s)
+                 & (np.asarray(batch["loss_mask"][b]) > 0))
+        per_pair.append(-token_logp[b][where].sum() / where.sum())
+  mesh = mesh_lib.make_mesh({"data": 1}, jax.devices()[:1])
+  alpha = 0.5
+  with_nll, _ = _dpo_run(cfg, params, batches, mesh, steps=6, nll_weight=alpha, lr=3e-3)
+  plain, _ = _dpo_run(cfg, params, batches, mesh, steps=6, lr=3e-3)
+  assert len(per_pair) == 8 == with_nll[0]["pairs"]
+  np.testing.assert_allclose(float(with_nll[0]["nll_chosen"]), np.mean(per_pair), rtol=1e-4)
+  np.testing.assert_allclose(float(with_nll[0]["loss"]), np.log(2.0) + alpha * np.mean(per_pair),
+                             rtol=1e-5)
+  assert float(plain[0]["nll_chosen"]) == pytest.approx(float(with_nll[0]["nll_chosen"]))
+  assert float(with_nll[-1]["nll_chosen"]) < float(plain[-1]["nll_chosen"]) - 0.01
 
 
 def test_sharded_dpo_step_equals_one_device(tok):

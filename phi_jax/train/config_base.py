@@ -159,6 +159,7 @@ def get_config() -> ml_collections.ConfigDict:
       label_smoothing=0.0,   # in [0, 0.5): assumed label-flip probability (0 = plain DPO)
       reference="model",     # 'model' (in the step) | 'precomputed' (once, into the batch) | 'none'
       reference_from="",     # the frozen reference model ('': init_from's weights)
+      nll_weight=0.0,        # alpha of DPO + NLL (chosen reply's NLL per token; 0 = plain DPO)
   ))
 
   # SkipDecode training (decoding.skipdecode.from_config): the schedule for target_speedup.

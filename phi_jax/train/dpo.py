@@ -2,6 +2,7 @@
 of packed preference batches, the sharded DPO train / eval steps and their reference model.
 
     loss, metrics = dpo_loss(pc, pr, rc, rr, beta=0.1, label_smoothing=0.0)
+    loss, metrics = dpo_loss(pc, pr, rc, rr, nll_weight=1.0, chosen_lengths=n)  # DPO + NLL
 
 For a pair (prompt x, chosen y_w, rejected y_l), p = log pi(y | x) of the policy and r = log
 pi_ref(y | x) of the frozen reference (sums over the completion's tokens), with
@@ -10,10 +11,16 @@ h = (p_w - r_w) - (p_l - r_l):
     loss = -(1 - ls) * log sigmoid(beta * h) - ls * log sigmoid(-beta * h)
 
 ls = label_smoothing is the conservative DPO form (each label flipped with probability ls; 0 = the
-paper's sigmoid loss). Reference-free (dpo.reference='none'): r_w = r_l = 0. Metrics (means over
-pairs): reward_chosen = beta (p_w - r_w), reward_rejected = beta (p_l - r_l), reward_margin (their
-difference), reward_accuracy (share of pairs with reward_chosen > reward_rejected), logp_chosen,
-logp_rejected.
+paper's sigmoid loss). Reference-free (dpo.reference='none'): r_w = r_l = 0.
+
+dpo.nll_weight = alpha > 0 adds alpha x the chosen reply's negative log-likelihood per token,
+-p_w / |y_w|, to each pair's loss: the DPO + NLL objective of Pang et al., "Iterative Reasoning
+Preference Optimization" (arXiv 2404.19733), who found it needed on execution/answer-verified
+pairs, where plain DPO lowers the chosen replies' likelihood along with the rejected ones'.
+
+Metrics (means over pairs): reward_chosen = beta (p_w - r_w), reward_rejected = beta (p_l - r_l),
+reward_margin (their difference), reward_accuracy (share of pairs with reward_chosen >
+reward_rejected), logp_chosen, logp_rejected, nll_chosen (-p_w / |y_w|, whatever the weight).
 
 Batches are data.format='preference' (phi_jax/data/posttrain_formats.py): segment 2k-1 / 2k of a
 row are pair k's chosen / rejected sequence, loss_mask marks completion targets. The reference
@@ -23,8 +30,8 @@ row are pair k's chosen / rejected sequence, loss_mask marks completion targets.
   'precomputed'  the reference's sequence log-probs are computed once, before training, over every
                  train and validation record (saved as WORKDIR/reference_logps_<split>.npy with
                  a fingerprint of the reference params in reference_logps_<split>.json; reused
-                 on resume only while both match) and travel in the batch (`reference_logps`); the reference params are
-                 then dropped;
+                 on resume only while both match) and travel in the batch (`reference_logps`);
+                 the reference params are then dropped;
   'none'         reference-free.
 The train state, checkpoints and resume are the ordinary ones (train/step.py, train/loop.py): only
 the policy is trained and saved.
@@ -52,19 +59,23 @@ from phi_jax.train.step import TrainState
 
 REFERENCES = ("model", "precomputed", "none")
 METRICS = ("reward_chosen", "reward_rejected", "reward_margin", "reward_accuracy", "logp_chosen",
-           "logp_rejected")
+           "logp_rejected", "nll_chosen")
 
 
-def _dpo_sums(pc, pr, rc, rr, beta: float, label_smoothing: float, weights):
+def _dpo_sums(pc, pr, rc, rr, beta: float, label_smoothing: float, weights, nll_weight=0.0,
+              chosen_lengths=None):
   """(sum of pair losses, pair count, {metric: sum over pairs}) over pairs with weight 1."""
   h = (pc - rc) - (pr - rr)
   losses = (-(1.0 - label_smoothing) * jax.nn.log_sigmoid(beta * h)
             - label_smoothing * jax.nn.log_sigmoid(-beta * h))
+  nll = -pc / jnp.maximum(jnp.ones_like(pc) if chosen_lengths is None else chosen_lengths, 1.0)
+  if nll_weight:
+    losses = losses + nll_weight * nll
   chosen, rejected = beta * (pc - rc), beta * (pr - rr)
   values = {"reward_chosen": chosen, "reward_rejected": rejected,
             "reward_margin": chosen - rejected,
             "reward_accuracy": (chosen > rejected).astype(jnp.float32),
-            "logp_chosen": pc, "logp_rejected": pr}
+            "logp_chosen": pc, "logp_rejected": pr, "nll_chosen": nll}
   return (jnp.sum(losses * weights), jnp.sum(weights),
           {k: jnp.sum(v * weights) for k, v in values.items()})
 
@@ -73,7 +84,8 @@ def dpo_loss(policy_chosen_logps: jax.Array, policy_rejected_logps: jax.Array,
              reference_chosen_logps: Optional[jax.Array],
              reference_rejected_logps: Optional[jax.Array], *, beta: float = 0.1,
              label_smoothing: float = 0.0,
-             weights: Optional[jax.Array] = None) -> tuple[jax.Array, dict[str, jax.Array]]:
+             weights: Optional[jax.Array] = None, nll_weight: float = 0.0,
+             chosen_lengths: Optional[jax.Array] = None) -> tuple[jax.Array, dict[str, jax.Array]]:
   """The DPO sigmoid loss (module doc) and its metrics, as means over pairs.
 
   Args:
@@ -83,16 +95,24 @@ def dpo_loss(policy_chosen_logps: jax.Array, policy_rejected_logps: jax.Array,
     beta: the KL coefficient (temperature of the implicit reward).
     label_smoothing: in [0, 0.5): the conservative DPO label-flip probability.
     weights: [N] 1 for real pairs, 0 for padding (default all 1).
+    nll_weight: alpha >= 0 of the DPO + NLL objective (module doc; 0 = plain DPO).
+    chosen_lengths: [N] completion tokens of each chosen reply (the NLL's per-token
+      normalisation); required when nll_weight > 0.
   Returns: (scalar loss, {metric: scalar}).
   """
   if not 0.0 <= label_smoothing < 0.5:
     raise ValueError(f"label_smoothing={label_smoothing} must be in [0, 0.5)")
+  if nll_weight < 0 or (nll_weight and chosen_lengths is None):
+    raise ValueError(f"nll_weight={nll_weight}: must be >= 0, and > 0 needs chosen_lengths "
+                     "(the chosen replies' token counts)")
   pc, pr = jnp.asarray(policy_chosen_logps), jnp.asarray(policy_rejected_logps)
   zero = jnp.zeros_like(pc)
   rc = zero if reference_chosen_logps is None else jnp.asarray(reference_chosen_logps)
   rr = zero if reference_rejected_logps is None else jnp.asarray(reference_rejected_logps)
   weights = jnp.ones_like(pc) if weights is None else jnp.asarray(weights, pc.dtype)
-  total, count, sums = _dpo_sums(pc, pr, rc, rr, beta, label_smoothing, weights)
+  lengths = None if chosen_lengths is None else jnp.asarray(chosen_lengths, pc.dtype)
+  total, count, sums = _dpo_sums(pc, pr, rc, rr, beta, label_smoothing, weights, nll_weight,
+                                 lengths)
   norm = jnp.maximum(count, 1.0)
   return total / norm, {k: v / norm for k, v in sums.items()}
 
@@ -122,8 +142,14 @@ def sequence_logps(logits: jax.Array, batch: dict[str, jax.Array], num_pairs: in
   logp = -optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"])
   mask = batch["loss_mask"].astype(jnp.float32)
   chosen, rejected = _per_pair(logp * mask, batch["segment_ids"], num_pairs)
-  n_chosen, n_rejected = _per_pair(mask, batch["segment_ids"], num_pairs)
+  n_chosen, n_rejected = completion_lengths(batch, num_pairs)
   return chosen, rejected, ((n_chosen > 0) & (n_rejected > 0)).astype(jnp.float32)
+
+
+def completion_lengths(batch: dict[str, jax.Array], num_pairs: int):
+  """Completion tokens per sequence of a packed preference batch: ([B, P] chosen, [B, P]
+  rejected)."""
+  return _per_pair(batch["loss_mask"].astype(jnp.float32), batch["segment_ids"], num_pairs)
 
 
 def reference_from_batch(batch: dict[str, jax.Array], num_pairs: int):
@@ -136,6 +162,7 @@ class DPOConfig:
   beta: float = 0.1
   label_smoothing: float = 0.0
   reference: str = "model"
+  nll_weight: float = 0.0
 
   def validate(self) -> None:
     if self.reference not in REFERENCES:
@@ -144,6 +171,8 @@ class DPOConfig:
       raise ValueError(f"dpo.beta={self.beta} must be > 0")
     if not 0.0 <= self.label_smoothing < 0.5:
       raise ValueError(f"dpo.label_smoothing={self.label_smoothing} must be in [0, 0.5)")
+    if self.nll_weight < 0:
+      raise ValueError(f"dpo.nll_weight={self.nll_weight} must be >= 0 (0 = plain DPO)")
 
 
 def _make_sums_fn(cfg: ModelConfig, dpo: DPOConfig, seq_len: int) -> Callable:
@@ -165,7 +194,9 @@ def _make_sums_fn(cfg: ModelConfig, dpo: DPOConfig, seq_len: int) -> Callable:
       rc, rr = reference_from_batch(batch, num_pairs)
     else:
       rc = rr = jnp.zeros_like(pc)
-    return _dpo_sums(pc, pr, rc, rr, dpo.beta, dpo.label_smoothing, valid)
+    n_chosen, _ = completion_lengths(batch, num_pairs)
+    return _dpo_sums(pc, pr, rc, rr, dpo.beta, dpo.label_smoothing, valid, dpo.nll_weight,
+                     n_chosen)
 
   return sums
 
@@ -281,7 +312,8 @@ def precompute_reference(cfg: ModelConfig, ref_params: Any, source: Any, tokeniz
 
 def from_config(config: ml_collections.ConfigDict) -> DPOConfig:
   dpo = DPOConfig(beta=float(config.dpo.beta), label_smoothing=float(config.dpo.label_smoothing),
-                  reference=config.dpo.reference)
+                  reference=config.dpo.reference,
+                  nll_weight=float(config.dpo.get("nll_weight", 0.0)))
   dpo.validate()
   return dpo
 
