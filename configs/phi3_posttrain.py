@@ -14,7 +14,9 @@ configs/quickstart.py:long, post-trained by experiments/phi3_posttrain: 150 SFT 
           workdir); the ordinary sharded train step.
     dpo   objective='dpo': {"prompt" | "messages", "chosen", "rejected"} JSONL (the `preferences`
           dataset), each pair packed whole; the policy starts from init_from (the SFT model),
-          which is also the frozen reference unless dpo.reference_from is set.
+          which is also the frozen reference unless dpo.reference_from is set;
+          --config.dpo.nll_weight=ALPHA adds ALPHA x the chosen reply's NLL per token (DPO + NLL,
+          Pang et al. 2024; 0 = plain DPO, the default).
 
 What the report publishes about post-training: SFT then DPO, on chat data in the format above
 (math, coding, reasoning, conversation, model identity and safety). It publishes NO hyperparameters,
