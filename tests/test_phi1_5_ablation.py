@@ -71,6 +71,10 @@ def test_arms_mix_their_sources_and_hold_out_web_files(tmp_path):
   families = {r["id"].split("/")[1] for arm in records.values() for r in arm
               if r["id"].startswith("wp:")}
   assert families and families <= set(word_problems.TEMPLATES["train"])
+  # too few synthetic documents for the share: the error names the source and the knob
+  with pytest.raises(ValueError, match=r"the synthetic source has .* raise n_word_problems"):
+    phi15_corpus.build(tmp_path / "short", arm_bytes=12_000, n_word_problems=5, n_textbooks=0,
+                       web_dir=web, code_max_files=30)
 
 
 def test_phi1_5_config_has_the_three_arms_as_variants_and_a_sweep(tmp_path):

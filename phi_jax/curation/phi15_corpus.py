@@ -134,7 +134,7 @@ def synthetic_documents(n_word_problems: int, n_textbooks: int, seed: int = 0
   return records
 
 
-def _take(records: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:
+def _take(records: list[dict[str, Any]], budget: int, source: str) -> list[dict[str, Any]]:
   out, used = [], 0
   for r in records:
     if used >= budget:
@@ -142,12 +142,14 @@ def _take(records: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:
     out.append(r)
     used += len(r["text"].encode("utf-8"))
   if used < budget:
-    raise ValueError(f"the source has {used:,} bytes, the arm needs {budget:,}: make more "
-                     "synthetic documents or lower arm_bytes")
+    more = {"synthetic": "raise n_word_problems / n_textbooks", "code": "raise code_max_files "
+            "(0 = all)", "web": "point web_dir at more prose"}[source]
+    raise ValueError(f"the {source} source has {used:,} bytes, an arm needs {budget:,} of it: "
+                     f"{more}, or lower arm_bytes")
   return out
 
 
-def build(out_dir: str | pathlib.Path, *, arm_bytes: int = 4_000_000, n_word_problems: int = 6000,
+def build(out_dir: str | pathlib.Path, *, arm_bytes: int = 4_000_000, n_word_problems: int = 7000,
           n_textbooks: int = 700, seed: int = 0, web_dir: Optional[pathlib.Path] = None,
           code_max_files: int = 0) -> dict[str, Any]:
   """Writes out_dir/<arm>/records.jsonl for every arm, out_dir/heldout_web.jsonl and
@@ -174,7 +176,7 @@ def build(out_dir: str | pathlib.Path, *, arm_bytes: int = 4_000_000, n_word_pro
   for arm, shares in ARMS.items():
     records = []
     for source, share in shares.items():
-      records += _take(sources[source], int(arm_bytes * share))
+      records += _take(sources[source], int(arm_bytes * share), source)
     rng.shuffle(records)
     (out / arm).mkdir(parents=True, exist_ok=True)
     quality.write_jsonl(out / arm / "records.jsonl", records)
