@@ -20,7 +20,8 @@ pairs, where plain DPO lowers the chosen replies' likelihood along with the reje
 
 Metrics (means over pairs): reward_chosen = beta (p_w - r_w), reward_rejected = beta (p_l - r_l),
 reward_margin (their difference), reward_accuracy (share of pairs with reward_chosen >
-reward_rejected), logp_chosen, logp_rejected, nll_chosen (-p_w / |y_w|, whatever the weight).
+reward_rejected), logp_chosen, logp_rejected, nll_chosen (-p_w / |y_w|, whatever the weight;
+`dpo_loss` reports it when given chosen_lengths, the train step always).
 
 Batches are data.format='preference' (phi_jax/data/posttrain_formats.py): segment 2k-1 / 2k of a
 row are pair k's chosen / rejected sequence, loss_mask marks completion targets. The reference
@@ -68,14 +69,14 @@ def _dpo_sums(pc, pr, rc, rr, beta: float, label_smoothing: float, weights, nll_
   h = (pc - rc) - (pr - rr)
   losses = (-(1.0 - label_smoothing) * jax.nn.log_sigmoid(beta * h)
             - label_smoothing * jax.nn.log_sigmoid(-beta * h))
-  nll = -pc / jnp.maximum(jnp.ones_like(pc) if chosen_lengths is None else chosen_lengths, 1.0)
-  if nll_weight:
-    losses = losses + nll_weight * nll
   chosen, rejected = beta * (pc - rc), beta * (pr - rr)
   values = {"reward_chosen": chosen, "reward_rejected": rejected,
             "reward_margin": chosen - rejected,
             "reward_accuracy": (chosen > rejected).astype(jnp.float32),
-            "logp_chosen": pc, "logp_rejected": pr, "nll_chosen": nll}
+            "logp_chosen": pc, "logp_rejected": pr}
+  if chosen_lengths is not None:  # the chosen reply's NLL per token: logged, and in the loss
+    values["nll_chosen"] = -pc / jnp.maximum(chosen_lengths, 1.0)  # when nll_weight > 0
+    losses = losses + nll_weight * values["nll_chosen"]
   return (jnp.sum(losses * weights), jnp.sum(weights),
           {k: jnp.sum(v * weights) for k, v in values.items()})
 
@@ -139,11 +140,19 @@ def sequence_logps(logits: jax.Array, batch: dict[str, jax.Array], num_pairs: in
   logits [B, T, V] float32; batch: targets, loss_mask, segment_ids [B, T]. Returns (chosen [B, P],
   rejected [B, P], valid [B, P]: 1 where both sequences of pair p have completion tokens).
   """
+  chosen, rejected = _logp_sums(logits, batch, num_pairs)
+  return chosen, rejected, _valid_pairs(*completion_lengths(batch, num_pairs))
+
+
+def _logp_sums(logits: jax.Array, batch: dict[str, jax.Array], num_pairs: int):
+  """([B, P] chosen, [B, P] rejected): sums of the completion tokens' log-probs."""
   logp = -optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"])
-  mask = batch["loss_mask"].astype(jnp.float32)
-  chosen, rejected = _per_pair(logp * mask, batch["segment_ids"], num_pairs)
-  n_chosen, n_rejected = completion_lengths(batch, num_pairs)
-  return chosen, rejected, ((n_chosen > 0) & (n_rejected > 0)).astype(jnp.float32)
+  return _per_pair(logp * batch["loss_mask"].astype(jnp.float32), batch["segment_ids"], num_pairs)
+
+
+def _valid_pairs(n_chosen: jax.Array, n_rejected: jax.Array) -> jax.Array:
+  """[B, P] 1.0 where both sequences of the pair have completion tokens."""
+  return ((n_chosen > 0) & (n_rejected > 0)).astype(jnp.float32)
 
 
 def completion_lengths(batch: dict[str, jax.Array], num_pairs: int):
@@ -184,19 +193,19 @@ def _make_sums_fn(cfg: ModelConfig, dpo: DPOConfig, seq_len: int) -> Callable:
     logits = model.apply({"params": params}, batch["inputs"], positions=batch["positions"],
                          segment_ids=batch["segment_ids"], deterministic=deterministic,
                          rngs=None if deterministic else {"dropout": rng})
-    return sequence_logps(logits, batch, num_pairs)
+    return _logp_sums(logits, batch, num_pairs)
 
   def sums(params, ref_params, batch, rng, deterministic):
-    pc, pr, valid = logps(params, batch, rng, deterministic)
+    n_chosen, n_rejected = completion_lengths(batch, num_pairs)  # the batch's, not a model's
+    pc, pr = logps(params, batch, rng, deterministic)
     if dpo.reference == "model":
-      rc, rr, _ = jax.lax.stop_gradient(logps(ref_params, batch, None, True))
+      rc, rr = jax.lax.stop_gradient(logps(ref_params, batch, None, True))
     elif dpo.reference == "precomputed":
       rc, rr = reference_from_batch(batch, num_pairs)
     else:
       rc = rr = jnp.zeros_like(pc)
-    n_chosen, _ = completion_lengths(batch, num_pairs)
-    return _dpo_sums(pc, pr, rc, rr, dpo.beta, dpo.label_smoothing, valid, dpo.nll_weight,
-                     n_chosen)
+    return _dpo_sums(pc, pr, rc, rr, dpo.beta, dpo.label_smoothing,
+                     _valid_pairs(n_chosen, n_rejected), dpo.nll_weight, n_chosen)
 
   return sums
 
