@@ -144,6 +144,9 @@ def test_sweep_of_studies_and_the_seed_report(tmp_path):
   lo, hi = text["seed_ci95"]  # t(0.975, 1) = 12.706; sd 0.1414; half = 12.706 * 0.1
   assert (lo, hi) == pytest.approx((0.4 - 1.2706, 0.4 + 1.2706), abs=1e-3)
   assert seed_interval([0.2]) == (0.2, 0.2, 0.2)
+  mean, lo, hi = seed_interval([0.0, 0.0, 0.03], bounds=(0.0, 1.0))  # t-interval reaches < 0
+  assert mean == pytest.approx(0.01) and lo == 0.0 and hi == pytest.approx(0.01 + 0.0430, abs=1e-3)
+  assert seed_interval([0.0, 0.0, 0.03])[1] < 0
   assert json.loads((tmp_path / "out" / "results.json").read_text())["results"]["raw"][
       "sets"]["validation"]["passed"] == 1
   assert "| held-out exercises: unseen variants" in (tmp_path / "out" / "seeds.md").read_text()

@@ -83,7 +83,8 @@ def aggregate(per_run: dict[str, dict[str, Any]]) -> dict[str, Any]:
     out[arm] = {"seeds": len(runs), "runs": sorted(runs)}
     for metric in METRICS:
       values = [r[metric] for r in runs.values()]
-      mean, lo, hi = functions.seed_interval(values)
+      rate = metric.endswith("pass@1")  # clipped to [0, 1]; losses are not bounded above
+      mean, lo, hi = functions.seed_interval(values, bounds=(0.0, 1.0) if rate else None)
       out[arm][metric] = {"mean": mean, "ci95_seeds": [lo, hi], "values": values}
   return out
 

@@ -56,9 +56,11 @@ def wilson(passed: int, n: int, z: float = 1.96) -> tuple[float, float]:
   return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def seed_interval(values: Sequence[float]) -> tuple[float, float, float]:
+def seed_interval(values: Sequence[float], bounds: Optional[tuple[float, float]] = None
+                  ) -> tuple[float, float, float]:
   """(mean, lo, hi): the 95% Student-t interval of the mean of per-seed values (lo = hi = mean
-  for one value; it says nothing about the spread then)."""
+  for one value; it says nothing about the spread then). `bounds`, e.g. (0, 1) for a rate: the
+  interval is clipped to them (the t-interval of three rates near 0 reaches below 0)."""
   from scipy import stats  # pylint: disable=g-import-not-at-top
   values = [float(v) for v in values]
   if not values:
@@ -68,7 +70,10 @@ def seed_interval(values: Sequence[float]) -> tuple[float, float, float]:
     return (mean, mean, mean)
   var = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
   half = float(stats.t.ppf(0.975, len(values) - 1)) * math.sqrt(var / len(values))
-  return (mean, mean - half, mean + half)
+  lo, hi = mean - half, mean + half
+  if bounds is not None:
+    lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
+  return (mean, lo, hi)
 
 
 def complete_bodies(cfg: Any, params: Any, tokenizer: Any, prompts: Sequence[str], *,
