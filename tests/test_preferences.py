@@ -55,6 +55,28 @@ def test_pair_only_from_a_passing_and_a_failing_reply(exercises):
   assert (chosen, source) == (ex.solution.rstrip() + "\n", "reference")
 
 
+def test_several_pairs_per_prompt_are_distinct_and_start_from_the_greedy_reply(exercises):
+  ex = exercises[0]
+  good = ex.solution
+  good2 = good.rstrip() + "  # same\n"
+  bad, bad2, junk = "    return None\n", "    return 0\n", "    retur (\n"
+  replies, passed = [good, junk, bad, good2, bad2], [True, False, False, True, False]
+  pairs = preferences.pairs_of(ex, replies, passed, random.Random(0), k=5, first_rejected=junk)
+  assert len(pairs) == 3  # max(2 passing, 3 failing): no pair repeats
+  assert len(set(pairs)) == 3
+  assert pairs[0][1] == junk  # the greedy reply first, although it does not parse
+  assert {p[1] for p in pairs} == {junk, bad, bad2} and {p[0] for p in pairs} == {good, good2}
+  assert len(preferences.pairs_of(ex, replies, passed, random.Random(0), k=2)) == 2
+  # Without first_rejected the parsing failures come first (as pair_of picks).
+  assert all(p[1] != junk for p in preferences.pairs_of(ex, replies, passed, random.Random(0),
+                                                         k=2))
+  # A greedy reply that passed is not a rejected one.
+  assert all(p[1] != good for p in preferences.pairs_of(ex, replies, passed, random.Random(0),
+                                                         k=3, first_rejected=good))
+  with pytest.raises(ValueError, match="pairs per prompt"):
+    preferences.pairs_of(ex, replies, passed, random.Random(0), k=0)
+
+
 def test_run_replies_uses_the_sandbox(exercises):
   ex = exercises[1]
   passed = preferences.run_replies([ex], [[ex.solution, "    return None\n", ""]])
@@ -142,6 +164,34 @@ def test_stage_writes_a_dataset_the_dpo_loader_reads(tmp_path, exercises):
   log = []
   stages.run(_prefs_config(model_dir), tmp_path / "prefs", log=log.append)
   assert any("[preferences] finished before" in line for line in log)
+
+
+def test_stage_with_two_pairs_per_prompt_and_the_greedy_reply(tmp_path, exercises):
+  model_dir, _ = _tiny_model_dir(tmp_path, exercises)
+  config = _prefs_config(model_dir)
+  config.unlock()
+  config.preferences.update(pairs_per_prompt=2, greedy_rejected=True)
+  config.lock()
+  stages.run(config, tmp_path / "prefs", log=lambda _: None)
+  counts = json.loads((tmp_path / "prefs/preferences/counts.json").read_text())
+  assert counts["samples"] == 6 * (3 + 1)  # the greedy reply is one more per prompt
+  assert counts["greedy_pass_rate"] == 0.0  # a random-init model
+  rows = stages.read_records(tmp_path / "prefs/dataset/records.jsonl")
+  assert len({r["id"] for r in rows}) == len(rows) == counts["pairs"] > counts["prompts_with_fail"]
+  by_prompt = {}
+  for r in rows:
+    by_prompt.setdefault(r["split_key"], []).append(r)
+  assert max(len(v) for v in by_prompt.values()) == 2
+  assert counts["pairs_greedy_rejected"] == len(by_prompt)  # each prompt's first pair
+  for group in by_prompt.values():
+    assert group[0]["rejected_source"] == "greedy" and group[0]["id"] == group[0]["split_key"]
+    assert len({(r["chosen"], r["rejected"]) for r in group}) == len(group)
+  # Every pair of one prompt lands in the same split of the dataset.
+  from phi_jax.data.builders import jsonl
+  splits = jsonl.split_records(rows, 0.34)
+  for name, part in splits.items():
+    other = splits["validation" if name == "train" else "train"]
+    assert not {r["split_key"] for r in part} & {r["split_key"] for r in other}
 
 
 def test_sampling_is_reproducible_with_a_seed(tmp_path, exercises):

@@ -20,7 +20,10 @@ the model's checkpoints changed.
 Variants (comma-separated): `model=PATH` (required: a training workdir, phi_jax checkpoint or HF
 folder), `n=N` prompts (default 1024), `samples=K` (8), `seed=S` (0), `tiny` (16 prompts, 4
 samples, 32 new tokens, and include_reference: a random-init model never passes, so the reference
-solution stands in for chosen; such rows say chosen_source='reference').
+solution stands in for chosen; such rows say chosen_source='reference'); `pairs=K` up to K
+distinct pairs per prompt (default 1; all of a prompt's pairs in one split); `greedy`: also
+decode each prompt greedily (how the evaluation prompts the model) and, where that reply fails,
+make it the rejected reply of the prompt's first pair (rejected_source='greedy').
 Measured here: see experiments/phi3_posttrain/RESULTS.md.
 """
 
@@ -31,7 +34,8 @@ from phi_jax.curation import preferences
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  v = parse_arg(arg, {"model": "", "tiny": False, "n": 1024, "samples": 8, "seed": 0})
+  v = parse_arg(arg, {"model": "", "tiny": False, "n": 1024, "samples": 8, "seed": 0,
+                      "pairs": 1, "greedy": False})
   c = ml_collections.ConfigDict()
   c.stages = ("preferences", "dataset")
   c.tokenizer = ""
@@ -40,7 +44,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
       model=str(v["model"]), chat_template="phi-3", instruction=preferences.INSTRUCTION,
       n_prompts=int(v["n"]), prompt_seed=1, samples=int(v["samples"]), temperature=0.8,
       top_p=0.95, max_new_tokens=128, batch_size=64, seed=int(v["seed"]), workers=0,
-      timeout_s=10.0, cpu_s=5.0, include_reference=False, **preferences.decontam_defaults()))
+      timeout_s=10.0, cpu_s=5.0, include_reference=False, pairs_per_prompt=int(v["pairs"]),
+      greedy_rejected=bool(v["greedy"]), **preferences.decontam_defaults()))
   c.dataset = ml_collections.ConfigDict(dict(builder="preferences", validation_fraction=0.05))
   if v["tiny"]:
     c.progress = False

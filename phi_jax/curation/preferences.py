@@ -15,10 +15,12 @@ pairs here are ranked by running the code, not by a judge): for each held-in ('t
 exercise, `samples` replies are drawn from a model (temperature sampling, `phi_jax.decoding.
 generate`, prompted with the chat template), cut where the function body ends, and run with the
 exercise's asserts in the sandbox (`evals.functions.run_programs`). An exercise with at least one
-passing and one failing reply gives one pair: a passing reply (chosen) and a failing one
-(rejected; one that parses when there is one), drawn with a seeded RNG. JSONL rows of the
-`preferences` dataset: {"id", "messages": [user], "chosen", "rejected", "text", "family",
-"pass_rate", "chosen_source"}. `include_reference` (off by default; on in the smoke configs,
+passing and one failing reply gives one pair (or up to `pairs_per_prompt` distinct ones,
+`pairs_of`): a passing reply (chosen) and a failing one (rejected; one that parses when there is
+one), drawn with a seeded RNG. With `greedy_rejected` each prompt is also decoded greedily (the
+reply the evaluation makes) and a failing greedy reply is the first rejected one. JSONL rows of
+the `preferences` dataset: {"id", "split_key", "messages": [user], "chosen", "rejected", "text",
+"family", "pass_rate", "chosen_source", "rejected_source"}. `include_reference` (off by default; on in the smoke configs,
 whose random-init models never pass) pairs the reference solution with a failing reply when no
 sample passes; those rows have chosen_source='reference' and are counted apart.
 
@@ -202,23 +204,45 @@ def make_conversations(s: ml_collections.ConfigDict
 
 # ---- preference pairs --------------------------------------------------------------------------
 
-def pair_of(exercise: Any, replies: Sequence[str], passed: Sequence[bool], rng: random.Random,
-            include_reference: bool = False) -> Optional[tuple[str, str, str]]:
-  """(chosen, rejected, chosen_source) from one exercise's replies and their sandbox results, or
-  None when there is no passing and failing reply (and, with include_reference, no failing one).
-  Rejected: a failing reply that parses when there is one, else any failing one."""
+def pairs_of(exercise: Any, replies: Sequence[str], passed: Sequence[bool], rng: random.Random,
+             include_reference: bool = False, k: int = 1,
+             first_rejected: Optional[str] = None) -> list[tuple[str, str, str]]:
+  """Up to `k` distinct (chosen, rejected, chosen_source) pairs from one exercise's replies and
+  their sandbox results; [] when there is no passing and failing reply (with include_reference,
+  when there is no failing one).
+
+  Rejected replies in order: `first_rejected` (e.g. the greedy reply, when it failed and is among
+  the failing replies), then the failing replies that parse, then the others, each group
+  shuffled by `rng`; chosen: the distinct passing replies, shuffled. Pair i is (chosen[i mod C],
+  rejected[i mod R]) for i < min(k, max(C, R)), so no pair repeats."""
   from phi_jax.evals import functions  # pylint: disable=g-import-not-at-top
+  if k < 1:
+    raise ValueError(f"pairs per prompt must be >= 1, got {k}")
   passing = sorted({r for r, ok in zip(replies, passed) if ok})
   failing = sorted({r for r, ok in zip(replies, passed) if not ok})
   if not failing:
-    return None
-  parsing = [r for r in failing if functions.parses(exercise.prompt, r)]
-  rejected = rng.choice(parsing or failing)
+    return []
+  parsing = [r for r in failing if functions.parses(exercise.prompt, r) and r != first_rejected]
+  others = [r for r in failing if r not in parsing and r != first_rejected]
+  rng.shuffle(parsing)
+  rng.shuffle(others)
+  rejected = ([first_rejected] if first_rejected in failing else []) + parsing + others
   if passing:
-    return rng.choice(passing), rejected, "sample"
-  if include_reference:
-    return exercise.solution.rstrip() + "\n", rejected, "reference"
-  return None
+    rng.shuffle(passing)
+    chosen, source = passing, "sample"
+  elif include_reference:
+    chosen, source = [exercise.solution.rstrip() + "\n"], "reference"
+  else:
+    return []
+  n = min(k, max(len(chosen), len(rejected)))
+  return [(chosen[i % len(chosen)], rejected[i % len(rejected)], source) for i in range(n)]
+
+
+def pair_of(exercise: Any, replies: Sequence[str], passed: Sequence[bool], rng: random.Random,
+            include_reference: bool = False) -> Optional[tuple[str, str, str]]:
+  """The first of `pairs_of` (one pair per prompt), or None."""
+  pairs = pairs_of(exercise, replies, passed, rng, include_reference)
+  return pairs[0] if pairs else None
 
 
 def run_replies(exercises: Sequence[Any], replies: Sequence[Sequence[str]], *,
@@ -236,23 +260,33 @@ def run_replies(exercises: Sequence[Any], replies: Sequence[Sequence[str]], *,
 
 def build_pairs(exercises: Sequence[Any], replies: Sequence[Sequence[str]],
                 passed: Sequence[Sequence[bool]], s: Mapping[str, Any],
-                heldout: Optional[Sequence[Any]] = None
+                heldout: Optional[Sequence[Any]] = None,
+                greedy: Optional[Sequence[str]] = None
                 ) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
   """Pairs (module doc) from sampled replies and their results, each pair's prompt + chosen
-  reply decontaminated: (rows, counts, decontam report of the chosen replies)."""
+  reply decontaminated: (rows, counts, decontam report of the chosen replies).
+
+  `s['pairs_per_prompt']` (default 1) pairs per prompt (`pairs_of`); rows of one prompt share its
+  `split_key` (the exercise id), so the dataset's validation split never splits a prompt, and
+  have ids `<exercise id>`, `<exercise id>#1`, ... `greedy`: each prompt's greedy reply, already
+  one of its `replies` (with its result in `passed`); a failing one is the first rejected reply
+  (rows say rejected_source='greedy')."""
+  k = int(s.get("pairs_per_prompt", 1))
   rows = []
-  for ex, rs, ok in zip(exercises, replies, passed):
+  for n, (ex, rs, ok) in enumerate(zip(exercises, replies, passed)):
     rng = random.Random(f"phi_jax.preferences:{s['seed']}:{ex.id}")
-    pair = pair_of(ex, rs, ok, rng, bool(s["include_reference"]))
-    if pair is None:
-      continue
+    first = greedy[n] if greedy is not None else None
     messages = exercise_messages(ex, s["instruction"])
-    rows.append({"id": ex.id, "messages": messages, "chosen": pair[0], "rejected": pair[1],
-                 "text": messages[0]["content"] + "\n" + pair[0], "family": ex.family,
-                 "pass_rate": sum(ok) / max(len(ok), 1), "chosen_source": pair[2]})
+    for j, pair in enumerate(pairs_of(ex, rs, ok, rng, bool(s["include_reference"]), k, first)):
+      rows.append({"id": ex.id if j == 0 else f"{ex.id}#{j}", "split_key": ex.id,
+                   "messages": messages, "chosen": pair[0], "rejected": pair[1],
+                   "text": messages[0]["content"] + "\n" + pair[0], "family": ex.family,
+                   "pass_rate": sum(ok) / max(len(ok), 1), "chosen_source": pair[2],
+                   "rejected_source": "greedy" if first is not None and pair[1] == first
+                   else "sample"})
   by_id = {ex.id: ex for ex in exercises}
   kept, report = decontaminate([r["text"] for r in rows], [r["id"] for r in rows], s,
-                               [by_id[r["id"]] for r in rows], heldout)
+                               [by_id[r["split_key"]] for r in rows], heldout)
   flat = [p for ok in passed for p in ok]
   counts = {"prompts": len(exercises), "samples": len(flat),
             "sample_pass_rate": sum(flat) / max(len(flat), 1),
@@ -261,7 +295,8 @@ def build_pairs(exercises: Sequence[Any], replies: Sequence[Sequence[str]],
             "prompts_with_both": sum(any(ok) and not all(ok) for ok in passed),
             "pairs_before_decontam": len(rows), "pairs_flagged": report["flagged"],
             "pairs": len(kept),
-            "pairs_reference_chosen": sum(rows[i]["chosen_source"] == "reference" for i in kept)}
+            "pairs_reference_chosen": sum(rows[i]["chosen_source"] == "reference" for i in kept),
+            "pairs_greedy_rejected": sum(rows[i]["rejected_source"] == "greedy" for i in kept)}
   return [rows[i] for i in kept], counts, report
 
 
@@ -307,18 +342,29 @@ def make_preferences(s: ml_collections.ConfigDict, progress: bool = False
                           template=s.chat_template, num_samples=s.samples,
                           temperature=s.temperature, top_p=s.top_p or None,
                           max_new_tokens=s.max_new_tokens, batch_size=s.batch_size, seed=s.seed)
+  greedy = None
+  if s.get("greedy_rejected", False):
+    # The reply the evaluation makes (greedy): where it fails, it is the pair's rejected reply.
+    greedy = [r[0] for r in complete_chat(
+        model.cfg, model.params, model.tokenizer,
+        [exercise_messages(ex, s.instruction) for ex in exercises], template=s.chat_template,
+        max_new_tokens=s.max_new_tokens, batch_size=s.batch_size)]
+    replies = [[g] + rs for g, rs in zip(greedy, replies)]
   passed = run_replies(exercises, replies, workers=s.workers or None, timeout_s=s.timeout_s,
                        cpu_s=s.cpu_s or None)
-  rows, counts, pair_report = build_pairs(exercises, replies, passed, s, heldout)
+  rows, counts, pair_report = build_pairs(exercises, replies, passed, s, heldout, greedy)
+  if greedy is not None:
+    counts["greedy_pass_rate"] = sum(ok[0] for ok in passed) / max(len(passed), 1)
   info = {**counts, "prompts_requested": s.n_prompts,
           "prompts_flagged": prompt_report["flagged"],
           "prompts_flagged_heldout": prompt_report["heldout"]["flagged"],
           "model": str(s.model), "model_step": model.step, "temperature": s.temperature,
-          "samples_per_prompt": s.samples}
+          "samples_per_prompt": s.samples, "pairs_per_prompt": int(s.get("pairs_per_prompt", 1)),
+          "greedy_rejected": bool(s.get("greedy_rejected", False))}
   return rows, info, {"prompts": prompt_report, "pairs": pair_report}
 
 
 __all__ = ["CHAT_STOP", "INSTRUCTION", "build_pairs", "complete_chat", "conversation",
            "decontam_defaults", "decontaminate", "evaluate_chat", "exercise_messages",
            "heldout_exercises", "make_conversations", "make_preferences", "model_fingerprint",
-           "pair_of", "reply_body", "run_replies"]
+           "pair_of", "pairs_of", "reply_body", "run_replies"]
