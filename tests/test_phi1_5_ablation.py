@@ -98,3 +98,22 @@ def test_phi1_5_config_has_the_three_arms_as_variants_and_a_sweep(tmp_path):
   assert web_only[0].config.data.source_dir == str(tmp_path / "corpus" / "phi-1.5-web-only")
   assert all(r.config.data.tokenizer == str(tmp_path / "tokenizer" / "sp.model") for r in runs)
   assert module.get_config("").data.dataset == "text_corpus"  # the paper config is unchanged
+
+
+def test_evaluate_aggregates_seeds_with_rates_clipped_to_their_range():
+  path = CONFIGS.parent / "experiments" / "phi1_5" / "evaluate.py"
+  spec = importlib.util.spec_from_file_location("phi1_5_evaluate", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  runs = {f"arm=phi-1.5,seed={s}": {"test_pass@1": p, "train_templates_pass@1": 0.5,
+                                   "prose_loss": loss, "prose_bits_per_byte": 1.0}
+          for s, p, loss in ((0, 0.0, 5.0), (1, 0.0, 5.2), (2, 0.03, 5.4))}
+  runs["arm=phi-1.5-web,seed=0"] = dict(runs["arm=phi-1.5,seed=0"])
+  out = module.aggregate(runs)
+  assert set(out) == {"phi-1.5", "phi-1.5-web"} and out["phi-1.5"]["seeds"] == 3
+  rate = out["phi-1.5"]["test_pass@1"]
+  assert rate["mean"] == pytest.approx(0.01) and rate["values"] == [0.0, 0.0, 0.03]
+  assert rate["ci95_seeds"][0] == 0.0  # the unclipped t-interval starts at -0.033
+  loss = out["phi-1.5"]["prose_loss"]  # losses are not clipped: 5.2 -/+ 4.303 * 0.2 / sqrt(3)
+  assert loss["ci95_seeds"] == pytest.approx([5.2 - 0.4968, 5.2 + 0.4968], abs=1e-3)
+  assert "| phi-1.5 | 3 | 1.0% [0.0%," in module.table(out)
