@@ -10,8 +10,8 @@
 #   SEEDS="0" bash experiments/skipdecode/run.sh # fewer fine-tune seeds (PRETRAIN_STEPS,
 #                                                # FINETUNE_STEPS, SPEEDUPS, ROOT override too)
 #
-# Resumable: the data pipelines skip finished stages; a training stage whose workdir has
-# summary.json is skipped (an interrupted one resumes from its newest checkpoint); the evaluation
+# Resumable: the data pipelines skip finished stages; a training stage whose workdir has a
+# finished summary.json is skipped (an interrupted one resumes from its newest checkpoint); the evaluation
 # is skipped when $ROOT/results.json exists. Fine-tunes run seed by seed (all schedules of seed 0
 # first), so a run cut short leaves whole seeds: evaluate those with `--seeds=0,1`. Wall time of
 # each stage is appended to $ROOT/wall_times.tsv. The full run copies results.json and
@@ -59,9 +59,10 @@ timed() {  # timed NAME COMMAND... : run, append the wall time to wall_times.tsv
   printf '%s\t%d\n' "$name" $((SECONDS - start)) >> "$ROOT/wall_times.tsv"
 }
 
-stage() {  # stage NAME WORKDIR ARGS... : train unless WORKDIR/summary.json exists
+stage() {  # stage NAME WORKDIR ARGS... : train unless WORKDIR finished (summary.json, stopped_by null)
   local name=$1 workdir=$2; shift 2
-  if [[ -f $workdir/summary.json ]]; then
+  # A run stopped by a signal also writes summary.json (stopped_by: the signal): that one resumes.
+  if [[ -f $workdir/summary.json ]] && grep -q '"stopped_by": null' "$workdir/summary.json"; then
     echo "== $name: done ($workdir/summary.json exists)"
     return
   fi
