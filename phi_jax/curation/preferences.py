@@ -40,6 +40,7 @@ Sampling is seeded: the same model, exercises and settings give the same pairs.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import pathlib
@@ -98,6 +99,7 @@ def complete_chat(cfg: Any, params: Any, tokenizer: Any, conversations: Sequence
   longer than max_seq_len - max_new_tokens keeps its last tokens), sorted by length and decoded
   in batches of `batch_size` rows; batch b samples with fold_in(key(seed), b), so the replies are
   a function of (params, conversations, settings, seed). Returns [len(conversations)][num_samples].
+  `params` may be `decoding.DecodeWeights`, made once by a caller that calls this several times.
   """
   import jax  # pylint: disable=g-import-not-at-top
   from phi_jax import chat  # pylint: disable=g-import-not-at-top
@@ -222,8 +224,9 @@ def pairs_of(exercise: Any, replies: Sequence[str], passed: Sequence[bool], rng:
   failing = sorted({r for r, ok in zip(replies, passed) if not ok})
   if not failing:
     return []
-  parsing = [r for r in failing if functions.parses(exercise.prompt, r) and r != first_rejected]
-  others = [r for r in failing if r not in parsing and r != first_rejected]
+  rest = [r for r in failing if r != first_rejected]
+  parsing = [r for r in rest if functions.parses(exercise.prompt, r)]
+  others = [r for r in rest if r not in parsing]
   rng.shuffle(parsing)
   rng.shuffle(others)
   rejected = ([first_rejected] if first_rejected in failing else []) + parsing + others
@@ -297,6 +300,8 @@ def build_pairs(exercises: Sequence[Any], replies: Sequence[Sequence[str]],
             "pairs": len(kept),
             "pairs_reference_chosen": sum(rows[i]["chosen_source"] == "reference" for i in kept),
             "pairs_greedy_rejected": sum(rows[i]["rejected_source"] == "greedy" for i in kept)}
+  if greedy is not None:  # each prompt's greedy reply is its first one
+    counts["greedy_pass_rate"] = sum(ok[0] for ok in passed) / max(len(passed), 1)
   return [rows[i] for i in kept], counts, report
 
 
@@ -337,24 +342,22 @@ def make_preferences(s: ml_collections.ConfigDict, progress: bool = False
   if progress:
     print(f"[preferences] sampling {s.samples} replies for each of {len(exercises)} prompts from "
           f"{s.model} (step {model.step})", flush=True)
-  replies = complete_chat(model.cfg, model.params, model.tokenizer,
-                          [exercise_messages(ex, s.instruction) for ex in exercises],
-                          template=s.chat_template, num_samples=s.samples,
-                          temperature=s.temperature, top_p=s.top_p or None,
-                          max_new_tokens=s.max_new_tokens, batch_size=s.batch_size, seed=s.seed)
+  from phi_jax.decoding import ensure_weights  # pylint: disable=g-import-not-at-top
+  convs = [exercise_messages(ex, s.instruction) for ex in exercises]
+  # The decode layout once, for the sampled and (with greedy_rejected) the greedy replies.
+  complete = functools.partial(complete_chat, model.cfg, ensure_weights(model.cfg, model.params),
+                               model.tokenizer, convs, template=s.chat_template,
+                               max_new_tokens=s.max_new_tokens, batch_size=s.batch_size)
+  replies = complete(num_samples=s.samples, temperature=s.temperature, top_p=s.top_p or None,
+                     seed=s.seed)
   greedy = None
   if s.get("greedy_rejected", False):
     # The reply the evaluation makes (greedy): where it fails, it is the pair's rejected reply.
-    greedy = [r[0] for r in complete_chat(
-        model.cfg, model.params, model.tokenizer,
-        [exercise_messages(ex, s.instruction) for ex in exercises], template=s.chat_template,
-        max_new_tokens=s.max_new_tokens, batch_size=s.batch_size)]
+    greedy = [r[0] for r in complete()]
     replies = [[g] + rs for g, rs in zip(greedy, replies)]
   passed = run_replies(exercises, replies, workers=s.workers or None, timeout_s=s.timeout_s,
                        cpu_s=s.cpu_s or None)
   rows, counts, pair_report = build_pairs(exercises, replies, passed, s, heldout, greedy)
-  if greedy is not None:
-    counts["greedy_pass_rate"] = sum(ok[0] for ok in passed) / max(len(passed), 1)
   info = {**counts, "prompts_requested": s.n_prompts,
           "prompts_flagged": prompt_report["flagged"],
           "prompts_flagged_heldout": prompt_report["heldout"]["flagged"],
