@@ -36,7 +36,11 @@ def main(argv) -> None:
   try:
     if config.arms:
       from phi_jax.study import arms  # pylint: disable=g-import-not-at-top
-      arms.run(config, _WORKDIR.value)
+      try:
+        arms.run(config, _WORKDIR.value)
+      except arms.ArmFailedError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
       return
     summary = loop.train(config, _WORKDIR.value)
   except (ValueError, FileNotFoundError, loop.NonFiniteLossError) as e:

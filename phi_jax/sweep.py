@@ -12,7 +12,8 @@ The config module defines the runs next to the config they vary (big_vision styl
 Each run is a dict of dotted overrides; it gets its own workdir DIR/<slug> (e.g.
 DIR/learning_rate=0.001) and runs main with `--config.KEY=VALUE` flags, so a crash in one run
 does not take down the sweep (its output is in DIR/<slug>/sweep_run.log). `--config.KEY=VALUE`
-flags given to the sweep apply to every run. Up to --parallel runs at a time. Every run's config
+flags given to the sweep apply to every run. Up to --parallel runs at a time, each pinned to a CPU
+of its own (one XLA thread) when the machine has --parallel of them (`phi_jax.cpus`). Every run's config
 is parsed from its flags (phi_jax.config_args, the parser main uses) before anything starts. Runs
 share one prepared dataset, DIR/data, unless the config sets data.data_dir (prepared once, here,
 before any run starts).
@@ -63,6 +64,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import ml_collections
 
+from phi_jax import cpus
 from phi_jax.config_args import load_config, override_flags, parse_overrides  # noqa: F401
 from phi_jax.sweep_table import (FIT_FILE, STATUS_FILE, Run, fit_rows, fmt_value, is_finished,
                                  plot, read_status, read_summary, result_row, write_table)
@@ -298,7 +300,10 @@ def run_sweep(spec: str, workdir: str | os.PathLike, *, runs: Optional[list[dict
     _prepare_data([run.config for run in todo])
 
   env = dict(os.environ if env is None else env)
+  free = cpus.slots(parallel)  # one core per run when there are enough (phi_jax.cpus)
+  run_env = cpus.one_thread_env(env) if free else env
   active: dict[str, tuple[Run, subprocess.Popen, Any, float]] = {}
+  cpu_of: dict[str, int] = {}
   queue = list(todo)
   previous = None
   if threading.current_thread() is threading.main_thread():  # SIGTERM -> the Ctrl-C path below
@@ -309,15 +314,23 @@ def run_sweep(spec: str, workdir: str | os.PathLike, *, runs: Optional[list[dict
         run = queue.pop(0)
         run.workdir.mkdir(parents=True, exist_ok=True)
         log = open(run.workdir / "sweep_run.log", "a")
-        print(f"[sweep] start {run.slug} ({len(todo) - len(queue)}/{len(todo)}): log in "
-              f"{run.workdir / 'sweep_run.log'}", flush=True)
-        proc = subprocess.Popen(run.command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        cpu = free.pop(0) if free else None
+        print(f"[sweep] start {run.slug} ({len(todo) - len(queue)}/{len(todo)})"
+              + (f" on CPU {cpu}" if cpu is not None else "")
+              + f": log in {run.workdir / 'sweep_run.log'}", flush=True)
+        proc = subprocess.Popen(run.command, stdout=log, stderr=subprocess.STDOUT,
+                                env=env if cpu is None else run_env,
+                                preexec_fn=None if cpu is None else cpus.preexec(cpu))
+        if cpu is not None:
+          cpu_of[run.slug] = cpu
         active[run.slug] = (run, proc, log, time.perf_counter())
       time.sleep(poll_seconds)
       for slug, (run, proc, log, start) in list(active.items()):
         if proc.poll() is not None:
           log.close()
           del active[slug]
+          if slug in cpu_of:
+            free.append(cpu_of.pop(slug))
           run.seconds = time.perf_counter() - start
           _finish(run, proc.returncode)
   except KeyboardInterrupt:

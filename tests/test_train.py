@@ -391,3 +391,38 @@ def test_task_evals_run_during_training(shared, tmp_path):
               (out_dir / "step_4" / "humaneval.jsonl").read_text().splitlines()]
   assert recorded == [p["samples"][0]["completion"] for p in direct["problems"]]
   assert evals[4]["eval/humaneval/pass@1"] == direct["pass@1"]
+
+
+def test_arms_trained_in_their_own_processes_match_in_process_runs(shared, tmp_path):
+  """study.parallel > 1: each arm in its own (pinned) process trains the run loop.train would."""
+  from phi_jax.study import arms
+  data_dir, tok = shared
+  steps = ["--config.total_steps=8"]
+  ref = _main(tmp_path / "ref", data_dir, tok, FIXED + steps)
+  assert ref.returncode == 0, ref.stderr[-3000:]
+  spec = str(REPO / "configs" / "quickstart.py") + ":smoke,arm=raw"
+  overrides = FIXED + steps + [f"--config.data.data_dir={data_dir}", "--config.data.max_files=12",
+                               "--config.report=False"]
+  config = load_config(spec, overrides + [f"--config.data.tokenizer={tok}"])
+  other = load_config(spec, overrides + [f"--config.data.tokenizer={tok}", "--config.seed=1"])
+  timings = {}
+  arms.train_concurrently({"a": config, "b": other}, tmp_path / "study", 2, timings,
+                          log=lambda _: None)
+  assert set(timings) == {"train_a", "train_b"}
+  ref_losses, a = _losses(tmp_path / "ref"), _losses(tmp_path / "study" / "a")
+  assert sorted(a) == sorted(ref_losses)
+  np.testing.assert_allclose([a[s] for s in sorted(a)], [ref_losses[s] for s in sorted(a)],
+                             rtol=2e-4)  # one thread vs two: reduction order only
+  assert _losses(tmp_path / "study" / "b") != a  # its own seed
+  for name in ("a", "b"):
+    summary = json.loads((tmp_path / "study" / name / "summary.json").read_text())
+    assert summary["step"] == 8 and summary["stopped_by"] is None
+  saved = json.loads((tmp_path / "study" / "a" / "config.json").read_text())
+  assert saved == json.loads((tmp_path / "ref" / "config.json").read_text())  # through JSON
+  # an arm that fails is named, with where its log is; the other still trains
+  bad = load_config(spec, overrides + [f"--config.data.tokenizer={tmp_path / 'missing.model'}"])
+  with pytest.raises(arms.ArmFailedError, match=r"arm\(s\) bad failed to train"):
+    arms.train_concurrently({"bad": bad, "a": config}, tmp_path / "study", 2, {},
+                            log=lambda _: None)
+  assert "missing.model" in (tmp_path / "study" / "bad" / "train.log").read_text()
+

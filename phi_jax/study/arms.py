@@ -28,17 +28,26 @@ import json
 import os
 import pathlib
 import re
+import signal
+import subprocess
+import sys
+import threading
 import time
 from typing import Any, Callable
 
 import ml_collections
 
+from phi_jax import cpus
 from phi_jax.curation.stages import write_json
 from phi_jax.train import config_base
 
 STUDY_CONFIG = "study_config.json"
 EVAL_FILE = "study_eval.json"
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class ArmFailedError(RuntimeError):
+  """An arm trained in its own process (`study.parallel` > 1) exited with an error."""
 MIXTURE_FIELDS = ("n_exercises", "n_textbooks", "n_drills", "seed")
 
 
@@ -134,6 +143,78 @@ def _tokenizer(config: ml_collections.ConfigDict, names: list[str], data: dict[s
   return model
 
 
+def train_concurrently(configs: dict[str, ml_collections.ConfigDict], workdir: pathlib.Path,
+                       parallel: int, timings: dict[str, float],
+                       log: Callable[[str], None] = print) -> None:
+  """Trains each arm (`configs`: name -> its training config) in its own process
+  (`python -m phi_jax.study.arm_worker`), up to `parallel` at a time, each pinned to one CPU of
+  this process's when there are at least `parallel`; each arm's log is DIR/<arm>/train.log and
+  its seconds go into `timings` as train_<arm>. Ctrl-C or SIGTERM stop every arm at its next
+  step (each saves a checkpoint; a rerun resumes). ArmFailedError names the arms that failed."""
+  free = cpus.slots(parallel)
+  pin = bool(free)
+  queue = list(configs)
+  active: dict[str, tuple[subprocess.Popen, Any, float, int | None]] = {}
+  failed = []
+
+  def stop(signum, frame):  # pylint: disable=unused-argument
+    raise KeyboardInterrupt
+
+  previous = None
+  if threading.current_thread() is threading.main_thread():
+    previous = signal.signal(signal.SIGTERM, stop)
+  try:
+    while queue or active:
+      while queue and len(active) < parallel:
+        name = queue.pop(0)
+        run_dir = workdir / name
+        run_dir.mkdir(parents=True, exist_ok=True)
+        path = run_dir / "arm_config.json"
+        write_json(path, config_base.as_json(configs[name]))
+        cpu = free.pop(0) if pin else None
+        command = [sys.executable, "-m", "phi_jax.study.arm_worker", str(path), str(run_dir)]
+        if cpu is not None:
+          command.append(f"--cpu={cpu}")
+        c = configs[name]
+        log(f"== {name}: training ({c.total_steps} steps x {c.data.batch_size} x "
+            f"{c.data.seq_len} tokens) in its own process"
+            + (f" on CPU {cpu}" if cpu is not None else "") + f": log in {run_dir / 'train.log'}")
+        out = open(run_dir / "train.log", "a")
+        active[name] = (subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT), out,
+                        time.time(), cpu)
+      time.sleep(0.5)
+      for name, (proc, out, start, cpu) in list(active.items()):
+        if proc.poll() is None:
+          continue
+        out.close()
+        del active[name]
+        timings[f"train_{name}"] = round(time.time() - start, 1)
+        if cpu is not None:
+          free.append(cpu)
+        if proc.returncode:
+          failed.append(name)
+          log(f"== {name}: training failed (exit {proc.returncode}); see "
+              f"{workdir / name / 'train.log'}")
+        else:
+          log(f"== {name}: trained in {timings[f'train_{name}']:.0f} s")
+  except KeyboardInterrupt:
+    log(f"stopping {len(active)} arm(s) at their next step (each saves a checkpoint); rerun the "
+        "same command to continue")
+    for proc, _, _, _ in active.values():
+      if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    for proc, out, _, _ in active.values():
+      proc.wait()
+      out.close()
+    raise
+  finally:
+    if previous is not None:
+      signal.signal(signal.SIGTERM, previous)
+  if failed:
+    raise ArmFailedError(f"arm(s) {', '.join(failed)} failed to train: see train.log in "
+                       + ", ".join(str(workdir / n) for n in failed))
+
+
 def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
         log: Callable[[str], None] = print) -> dict[str, Any]:
   """Runs (or resumes) the study `config` in `workdir` (see the module doc); returns the
@@ -161,11 +242,15 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
       data[name].update(timed(f"data_{name}", lambda n=name: _mixture_data(config, n, workdir,
                                                                           log)))
   tokenizer = timed("tokenizer", lambda: _tokenizer(config, names, data, workdir, log))
-  for name in names:
-    log(f"== {name}: training ({config.total_steps} steps x {config.data.batch_size} x "
-        f"{config.data.seq_len} tokens)")
-    timed(f"train_{name}", lambda n=name: loop.train(
-        arm_config(config, n, str(tokenizer), data[n]), workdir / n))
+  configs = {n: arm_config(config, n, str(tokenizer), data[n]) for n in names}
+  if config.study.parallel > 1:
+    timed("train_concurrent", lambda: train_concurrently(configs, workdir, config.study.parallel,
+                                                         timings, log))
+  else:
+    for name in names:
+      log(f"== {name}: training ({config.total_steps} steps x {config.data.batch_size} x "
+          f"{config.data.seq_len} tokens)")
+      timed(f"train_{name}", lambda n=name: loop.train(configs[n], workdir / n))
   results: dict[str, Any] = {}
   study = json.loads(json.dumps(config.study.to_dict()))  # as stored (tuples become lists)
   for name in names:

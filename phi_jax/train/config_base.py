@@ -179,6 +179,8 @@ def get_config() -> ml_collections.ConfigDict:
       max_new_tokens=128, batch_size=50, workers=0,  # greedy decoding; sandbox threads (0: CPUs)
       decontam=("humaneval", "handwritten"),  # benchmarks a made mixture is cleaned against
       smooth=0.9,            # EMA of the plotted train loss (per logged interval)
+      parallel=1,            # arms trained at once, one process each (pinned to a CPU each
+                             # when the machine has that many); 1: one after another, in-process
   ))
 
   c.lock()
