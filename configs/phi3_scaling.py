@@ -40,7 +40,6 @@ everything for tests (`sweep('smoke')`, `prepare('smoke', DIR)`).
 
 from __future__ import annotations
 
-import math
 import pathlib
 from typing import Any
 
@@ -54,10 +53,26 @@ HEAD_DIM = 16
 SIZES = {"xs": (48, 2), "s": (64, 2), "m": (64, 4), "l": (96, 4), "xl": (128, 4)}
 HOLDOUT_SIZES = {"xxl": (160, 5)}
 TOKENS_PER_STEP = 8 * 128
-BUDGET_STEPS = 100  # an evaluation every 100 steps = 102,400 tokens: the budgets
-RUN_TOKENS = 3 * BUDGET_STEPS * TOKENS_PER_STEP  # 307,200: budgets 0.1M, 0.2M, 0.31M
-HOLDOUT_TOKENS = 2 * BUDGET_STEPS * TOKENS_PER_STEP  # 204,800
+# The budgets: one run each, its learning rate decayed to the end of that budget (Chinchilla's
+# protocol). 300, 600 and 900 steps.
+BUDGETS = (307_200, 614_400, 921_600)
+RUN_TOKENS = BUDGETS[-1]  # a single run's default
+HOLDOUT_TOKENS = BUDGETS[1]  # 614,400
 WARMUP_STEPS = 20
+# The peak rate of each size, decayed by a cosine to a tenth of it at the end of each budget. The
+# rates come from a measured rule: `sweep('tune')` trains every fitted size at TUNE_RATES (textbook
+# mixture, middle budget), experiments/phi3_scaling/tune_lr.py takes each size's best rate and
+# fits lr = c N^k to them; LEARNING_RATES is that rule at every size, the held-out xxl included
+# (an extrapolation: xxl was not searched). Three earlier sweeps (2026-12-02, RESULTS.md) used one
+# rate rule for all sizes (sqrt(96 / d_model) x 5e-3, then 5e-3 everywhere, constant and then
+# cosine): the wide models lagged at rates too high for them, and the fit missed the held-out
+# size by 7%, 11% and 12%.
+LEARNING_RATE = 5e-3  # a single run's default (:size=..., outside the grid)
+# tune_lr.py on the search of 2026-12-02 (lr = 4.071 N^-0.528; experiments/phi3_scaling/lr_tuning.json)
+LEARNING_RATES = {"xs": 0.0127, "s": 0.00931, "m": 0.00645, "l": 0.00425, "xl": 0.00316,
+                  "xxl": 0.00219}
+TUNE_RATES = (1.25e-3, 2.5e-3, 5e-3, 1e-2, 2e-2)  # `sweep("tune")`: the peak-rate search per size
+EVAL_BATCHES = 64  # 65,536 held-out tokens per evaluation
 # Files up to 12 KB (~4k tokens), 5% held out: rows are packed from shuffled files, so with the
 # default 1 MB limit one large file filled several consecutive batches and the held-out loss of
 # raw ROSE with training (measured: 5.78 -> 5.88 -> 6.29 at size s); small files mix in a batch.
@@ -72,14 +87,10 @@ def size_fields(d_model: int, num_layers: int) -> dict[str, Any]:
               num_kv_heads=d_model // HEAD_DIM, mlp_dim=16 * round(8 * d_model / 3 / 16))
 
 
-def learning_rate(d_model: int) -> float:
-  """The peak rate: 5e-3 at d_model 96 (the quickstart's), scaled by sqrt(96 / d_model)."""
-  return round(5e-3 * math.sqrt(96 / d_model), 6)
-
-
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   """One run of the grid: `size`, `mixture`, `tokens` (see the module doc); `smoke` for tests."""
-  v = parse_arg(arg, {"size": "m", "mixture": "raw", "tokens": str(RUN_TOKENS), "smoke": False})
+  v = parse_arg(arg, {"size": "m", "mixture": "raw", "tokens": str(RUN_TOKENS), "smoke": False,
+                      "tune": False})  # tune: only sweep() reads it
   sizes = {**SIZES, **HOLDOUT_SIZES}
   if v["size"] not in sizes:
     raise ValueError(f"size={v['size']!r}: choose one of {sorted(sizes)}")
@@ -90,8 +101,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c = config_base.get_config()
   c.seed = 0
   c.log_every, c.log_every_fraction = 20, 0.0
-  c.eval_every, c.eval_every_fraction = BUDGET_STEPS, 0.0  # each budget's held-out loss
-  c.checkpoint_every, c.checkpoint_every_fraction = BUDGET_STEPS, 0.0
+  c.eval_every, c.eval_every_fraction = 0, 1.0  # once, at the end of the budget
+  c.checkpoint_every, c.checkpoint_every_fraction = 0, 1 / 3
   c.keep_checkpoints = 1
   c.grad_accum = 1
   c.report = False
@@ -102,12 +113,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
       bos_id=None, eos_id=None, pad_id=None, **size_fields(d_model, layers))
   c.data.update(dataset="code_corpus", source_dir="", validation_fraction=0.02, data_dir="",
                 tokenizer="", tokenizer_vocab_size=1024, tokenizer_train_bytes=4_000_000,
-                seq_len=128, batch_size=8, eval_batches=32, worker_count=0)
-  # Constant after a fixed warmup: the model at step s is the same whatever total_steps is, so
-  # each evaluation is the final loss of a run with that budget (no decay to tune per budget).
-  c.optimizer.update(learning_rate=learning_rate(d_model), schedule="constant",
+                seq_len=128, batch_size=8, eval_batches=EVAL_BATCHES, worker_count=0)
+  c.optimizer.update(learning_rate=LEARNING_RATE, schedule="cosine",
                      warmup_steps=WARMUP_STEPS, warmup_fraction=0.0, decay_steps=0,
-                     end_lr_fraction=1.0, b1=0.9, b2=0.95,
+                     end_lr_fraction=0.1, b1=0.9, b2=0.95,
                      eps=1e-8, weight_decay=0.1, grad_clip_norm=1.0)
   tokens_per_step = c.data.batch_size * c.data.seq_len  # 8 x 128 = 1,024
   c.total_steps = -(-int(float(v["tokens"])) // tokens_per_step)
@@ -119,7 +128,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.data.update(tokenizer_vocab_size=256, tokenizer_train_bytes=200_000, seq_len=32,
                   batch_size=4, eval_batches=2, max_files=20)
     c.total_steps = -(-int(float(v["tokens"])) // (4 * 32))
-    c.log_every, c.eval_every, c.checkpoint_every = 2, 4, 4
+    c.log_every, c.checkpoint_every, c.checkpoint_every_fraction = 2, 4, 0.0
     c.optimizer.warmup_steps = 2
     c.model.update(d_model=32, num_layers=2, num_heads=2, num_kv_heads=2, mlp_dim=80)
   return c
@@ -129,7 +138,7 @@ def sweep(arg: str = "") -> list[dict[str, Any]]:
   """The grid: every size x budget x mixture, plus the held-out size per mixture (tag
   holdout=true: the sweep's fit leaves it out and predicts it)."""
   from phi_jax import sweep as sweeps  # pylint: disable=g-import-not-at-top
-  v = parse_arg(arg, {"smoke": False})
+  v = parse_arg(arg, {"smoke": False, "tune": False})
   mixtures = {
       "raw": {"data.dataset": "code_corpus", **{f"data.{k}": val for k, val in RAW_DATA.items()}},
       "textbook": {"data.dataset": "synthetic_exercises", "data.max_bytes": 0,
@@ -137,11 +146,19 @@ def sweep(arg: str = "") -> list[dict[str, Any]]:
                    "data.source_dir": "{workdir}/mixture/dataset"},
   }
   sizes = {name: {f"model.{k}": val for k, val in size_fields(*shape).items()}
-               | {"optimizer.learning_rate": learning_rate(shape[0])}
+           | {"optimizer.learning_rate": LEARNING_RATES[name]}
            for name, shape in SIZES.items()}
-  budgets = (1_024,) if v["smoke"] else (RUN_TOKENS,)
+  budgets = (512, 1_024) if v["smoke"] else BUDGETS
   if v["smoke"]:
     sizes = {"xs": sizes["xs"], "s": sizes["s"]}
+  if v["tune"]:  # the peak-rate search: each fitted size x TUNE_RATES, textbook, middle budget
+    runs = sweeps.grid(size=sizes, lr={f"{lr:g}": {"optimizer.learning_rate": lr}
+                                       for lr in TUNE_RATES},
+                       tokens=(512 if v["smoke"] else HOLDOUT_TOKENS,))
+    for run in runs:
+      run.update(mixtures["textbook"], **{"data.tokenizer": "{workdir}/tokenizer/sp.model"})
+      run[sweeps.TAGS]["mixture"] = "textbook"
+    return runs
   # cheapest first, the two mixtures side by side: if time runs out, both have the same runs
   runs = sweeps.grid(mixture=mixtures, size=sizes, tokens=budgets)
   # Order (for a sweep cut short): both mixtures' three smallest sizes, then the textbook
@@ -157,7 +174,7 @@ def sweep(arg: str = "") -> list[dict[str, Any]]:
   runs.sort(key=rank)
   shape = HOLDOUT_SIZES["xxl"]
   holdout = {f"model.{k}": val for k, val in size_fields(*shape).items()}
-  holdout["optimizer.learning_rate"] = learning_rate(shape[0])
+  holdout["optimizer.learning_rate"] = LEARNING_RATES["xxl"]
   held = sweeps.grid(mixture=mixtures, size={"xxl": holdout},
                      tokens=(512 if v["smoke"] else HOLDOUT_TOKENS,))
   for run in held:
@@ -183,7 +200,7 @@ def prepare(arg: str, workdir: pathlib.Path) -> None:
   from phi_jax.data import builders  # pylint: disable=g-import-not-at-top
   from phi_jax.data import tokenizer as tokenizers  # pylint: disable=g-import-not-at-top
   from phi_jax.train import inputs  # pylint: disable=g-import-not-at-top
-  v = parse_arg(arg, {"smoke": False})
+  v = parse_arg(arg, {"smoke": False, "tune": False})
   workdir = pathlib.Path(workdir)
   m = SMOKE_MIXTURE if v["smoke"] else MIXTURE
   pipeline = mixtures.pipeline_config(m["n_exercises"], m["n_textbooks"], m["n_drills"],

@@ -50,3 +50,26 @@ def test_fit_refuses_what_it_cannot_fit():
     scaling.fit(np.full(6, 1e5), np.geomspace(1e5, 1e6, 6), np.linspace(3, 2, 6))
   with pytest.raises(ValueError, match="one entry per run"):
     scaling.fit(N, D[:-1], TRUE.predict(N, D))
+
+
+def _tune_lr():
+  import importlib.util
+  import pathlib
+  path = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "phi3_scaling" / "tune_lr.py"
+  spec = importlib.util.spec_from_file_location("tune_lr", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_rate_search_picks_the_vertex_and_fits_a_power_rule():
+  tune = _tune_lr()
+  rates = [1.25e-3, 2.5e-3, 5e-3, 1e-2, 2e-2]
+  best = 3.3e-3  # loss a parabola in log rate around it; the far points blow up (diverged runs)
+  loss = lambda r: 1.0 + (np.log(r) - np.log(best)) ** 2 + (5.0 if r > 1.5e-2 else 0.0)  # noqa
+  rate, inside = tune.best_rate([(r, loss(r)) for r in rates])
+  assert inside and rate == pytest.approx(best, rel=1e-6)
+  rate, inside = tune.best_rate([(r, 1.0 / r) for r in rates])  # still falling at the edge
+  assert not inside and rate == 2e-2
+  c, k = tune.rule({n: 0.5 * n ** -0.4 for n in (5e4, 1e5, 4e5, 8e5)})
+  assert c == pytest.approx(0.5, rel=1e-9) and k == pytest.approx(-0.4, rel=1e-9)

@@ -35,11 +35,12 @@ def test_scaling_sweep_plans_sizes_budgets_mixtures_and_the_holdout(tmp_path):
   runs = sweep.plan_sweep(str(CONFIGS / "phi3_scaling.py"), tmp_path)
   fitted = [r for r in runs if not r.tags.get("holdout")]
   held = [r for r in runs if r.tags.get("holdout")]
-  assert len(fitted) == 2 * 5 and len(held) == 2  # 2 mixtures x 5 sizes; budgets: evaluations
+  assert len(fitted) == 2 * 5 * 3 and len(held) == 2  # 2 mixtures x 5 sizes x 3 budgets
   assert {r.tags["mixture"] for r in runs} == {"raw", "textbook"}
   for run in runs:  # tokens -> total_steps = ceil(tokens / (8 x 128))
     assert run.total_steps == -(-run.tags["tokens"] // 1024) == run.config.total_steps
-    assert run.config.optimizer.schedule == "constant" and run.config.eval_every == 100
+    assert run.config.optimizer.schedule == "cosine" and run.config.eval_every_fraction == 1.0
+    assert run.config.optimizer.decay_steps == 0  # decayed to the end of its own budget
     assert run.config.data.tokenizer == str(tmp_path / "tokenizer" / "sp.model")
     assert "tokens" not in run.config and f"--config.total_steps={run.total_steps}" in run.command
   textbook = [r for r in runs if r.tags["mixture"] == "textbook"]

@@ -21,6 +21,6 @@ else
   DIR=${1:-workdirs/phi3_scaling}; ARG=; OUT=${OUT:-experiments/phi3_scaling}; EXTRA=()
 fi
 nice -n "$NICE" "$PYTHON" -m phi_jax.sweep --config="configs/phi3_scaling.py$ARG" --workdir="$DIR" \
-  --parallel="$PARALLEL" --fit=eval_loss --fit_by=mixture --fit_points=evals || true
+  --parallel="$PARALLEL" --fit=eval_loss --fit_by=mixture --fit_points=final || true
 nice -n "$NICE" "$PYTHON" experiments/phi3_scaling/analyse.py "$DIR" --config="configs/phi3_scaling.py$ARG" \
   --out="$OUT" "${EXTRA[@]}"
