@@ -1,17 +1,20 @@
-"""Pinning processes to CPUs: concurrent runs on a small machine each get a core of their own.
+"""Running processes side by side, each pinned to a CPU of its own with one BLAS / XLA thread.
 
-A small model's train step does not keep two cores busy (XLA:CPU's GEMMs of a few hundred
-columns split poorly across threads), so on a 2-core machine two runs pinned to one core each do
-more work than the same runs one after another on both, and far more than two unpinned runs that
-contend for both cores (measured 2026-12-02 on the 2-core machine: a d160 model trained at 31-34
-GFLOP/s pinned, against ~20 GFLOP/s each for two unpinned runs). Used by
-`phi_jax.sweep --parallel` and by a study's `study.parallel` (`phi_jax.study.arms`).
+`run_pool` runs commands that way; it is the process pool of `phi_jax.sweep --parallel` and of a
+study's `study.parallel` (`phi_jax.study.arms`). Unpinned, two concurrent JAX processes each size
+their thread pools to every core and contend for them. How much pinning buys is not yet measured
+by a benchmark (experiments/perf/).
 """
 
 from __future__ import annotations
 
 import os
-from typing import Mapping, Optional
+import pathlib
+import signal
+import subprocess
+import threading
+import time
+from typing import Callable, Mapping, Optional, Sequence
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false"
@@ -48,7 +51,7 @@ def pin(cpu: int) -> None:
   if not hasattr(os, "sched_setaffinity"):
     return
   os.sched_setaffinity(0, {cpu})
-  os.environ.update(one_thread_env({k: v for k, v in os.environ.items()}))
+  os.environ.update(one_thread_env())
 
 
 def preexec(cpu: int):
@@ -56,3 +59,71 @@ def preexec(cpu: int):
   def fn() -> None:
     os.sched_setaffinity(0, {cpu})
   return fn
+
+
+class Stopped(KeyboardInterrupt):
+  """Ctrl-C or SIGTERM reached `run_pool`; every running child was sent SIGTERM and waited for.
+  `keys`: the jobs that were running."""
+
+  def __init__(self, keys: list[str]):
+    super().__init__(f"stopped: {', '.join(keys)}")
+    self.keys = keys
+
+
+def _interrupt(signum, frame):  # pylint: disable=unused-argument
+  raise KeyboardInterrupt
+
+
+def run_pool(jobs: Sequence[tuple[str, Sequence[str], pathlib.Path]], parallel: int, *,
+             env: Optional[Mapping[str, str]] = None,
+             on_start: Callable[[str, Optional[int]], None] = lambda key, cpu: None,
+             on_finish: Callable[[str, int, float], None] = lambda key, code, seconds: None,
+             on_stop: Callable[[int], None] = lambda running: None,
+             poll_seconds: float = 0.5) -> None:
+  """Runs each job (key, command, log file) as a subprocess, up to `parallel` at a time, in order;
+  each pinned to a CPU of its own with one BLAS / XLA thread when `slots(parallel)` gives them.
+  Output is appended to the job's log. on_start(key, cpu or None) before a job starts;
+  on_finish(key, exit code, seconds) when it ends. Ctrl-C or SIGTERM (while this runs in the
+  main thread): on_stop(number running), SIGTERM to every running child, wait for them, raise
+  Stopped."""
+  env = dict(os.environ if env is None else env)
+  free = slots(parallel)
+  pinned_env = one_thread_env(env) if free else env
+  queue = list(jobs)
+  active: dict[str, tuple[subprocess.Popen, object, float, Optional[int]]] = {}
+  previous = None
+  if threading.current_thread() is threading.main_thread():
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+  try:
+    while queue or active:
+      while queue and len(active) < parallel:
+        key, command, log_path = queue.pop(0)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        cpu = free.pop(0) if free else None
+        on_start(key, cpu)
+        log = open(log_path, "a")
+        proc = subprocess.Popen(list(command), stdout=log, stderr=subprocess.STDOUT,
+                                env=env if cpu is None else pinned_env,
+                                preexec_fn=None if cpu is None else preexec(cpu))
+        active[key] = (proc, log, time.perf_counter(), cpu)
+      time.sleep(poll_seconds)
+      for key, (proc, log, start, cpu) in list(active.items()):
+        if proc.poll() is None:
+          continue
+        log.close()
+        del active[key]
+        if cpu is not None:
+          free.append(cpu)
+        on_finish(key, proc.returncode, time.perf_counter() - start)
+  except KeyboardInterrupt:
+    on_stop(len(active))
+    for proc, _, _, _ in active.values():
+      if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    for proc, log, _, _ in active.values():
+      proc.wait()
+      log.close()
+    raise Stopped(list(active)) from None
+  finally:
+    if previous is not None:
+      signal.signal(signal.SIGTERM, previous)

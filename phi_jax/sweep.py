@@ -55,11 +55,7 @@ import json
 import os
 import pathlib
 import re
-import signal
-import subprocess
 import sys
-import threading
-import time
 from typing import Any, Mapping, Optional, Sequence
 
 import ml_collections
@@ -180,10 +176,6 @@ def _prepare_data(configs: Sequence[ml_collections.ConfigDict]) -> None:
       builders.build(config.data.dataset, config.data.data_dir, **kwargs)
 
 
-def _raise_interrupt(signum, frame):  # pylint: disable=unused-argument
-  raise KeyboardInterrupt
-
-
 def plan_sweep(spec: str, workdir: str | os.PathLike, *,
                runs: Optional[list[dict[str, Any]]] = None,
                overrides: Sequence[str] | Mapping[str, Any] = ()) -> list[Run]:
@@ -299,54 +291,32 @@ def run_sweep(spec: str, workdir: str | os.PathLike, *, runs: Optional[list[dict
       module.prepare(arg, workdir)
     _prepare_data([run.config for run in todo])
 
-  env = dict(os.environ if env is None else env)
-  free = cpus.slots(parallel)  # one core per run when there are enough (phi_jax.cpus)
-  run_env = cpus.one_thread_env(env) if free else env
-  active: dict[str, tuple[Run, subprocess.Popen, Any, float]] = {}
-  cpu_of: dict[str, int] = {}
-  queue = list(todo)
-  previous = None
-  if threading.current_thread() is threading.main_thread():  # SIGTERM -> the Ctrl-C path below
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-  try:
-    while queue or active:
-      while queue and len(active) < parallel:
-        run = queue.pop(0)
-        run.workdir.mkdir(parents=True, exist_ok=True)
-        log = open(run.workdir / "sweep_run.log", "a")
-        cpu = free.pop(0) if free else None
-        print(f"[sweep] start {run.slug} ({len(todo) - len(queue)}/{len(todo)})"
-              + (f" on CPU {cpu}" if cpu is not None else "")
-              + f": log in {run.workdir / 'sweep_run.log'}", flush=True)
-        proc = subprocess.Popen(run.command, stdout=log, stderr=subprocess.STDOUT,
-                                env=env if cpu is None else run_env,
-                                preexec_fn=None if cpu is None else cpus.preexec(cpu))
-        if cpu is not None:
-          cpu_of[run.slug] = cpu
-        active[run.slug] = (run, proc, log, time.perf_counter())
-      time.sleep(poll_seconds)
-      for slug, (run, proc, log, start) in list(active.items()):
-        if proc.poll() is not None:
-          log.close()
-          del active[slug]
-          if slug in cpu_of:
-            free.append(cpu_of.pop(slug))
-          run.seconds = time.perf_counter() - start
-          _finish(run, proc.returncode)
-  except KeyboardInterrupt:
-    print(f"[sweep] interrupted: stopping {len(active)} run(s) at their next step (they "
+  by_slug = {run.slug: run for run in todo}
+  started = []
+
+  def start(slug: str, cpu: Optional[int]) -> None:
+    started.append(slug)
+    print(f"[sweep] start {slug} ({len(started)}/{len(todo)})"
+          + (f" on CPU {cpu}" if cpu is not None else "")
+          + f": log in {by_slug[slug].workdir / 'sweep_run.log'}", flush=True)
+
+  def finish(slug: str, returncode: int, seconds: float) -> None:
+    by_slug[slug].seconds = seconds
+    _finish(by_slug[slug], returncode)
+
+  def stop(running: int) -> None:
+    print(f"[sweep] interrupted: stopping {running} run(s) at their next step (they "
           "checkpoint); rerun the same command to continue", flush=True)
-    for run, proc, log, _ in active.values():
-      if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    for run, proc, log, _ in active.values():
-      proc.wait()
-      log.close()
-      run.status = "interrupted"
+
+  try:
+    cpus.run_pool([(run.slug, run.command, run.workdir / "sweep_run.log") for run in todo],
+                  parallel, env=env, on_start=start, on_finish=finish, on_stop=stop,
+                  poll_seconds=poll_seconds)
+  except cpus.Stopped as e:
+    for slug in e.keys:
+      by_slug[slug].status = "interrupted"
     raise
   finally:
-    if previous is not None:
-      signal.signal(signal.SIGTERM, previous)
     rows = _table(planned, workdir, fit, fit_by, fit_points)
     png = plot(planned, list(metrics), workdir / "sweep.png")
     print(f"[sweep] table: {workdir / 'sweep.md'} and {workdir / 'sweep.csv'}" +

@@ -142,3 +142,28 @@ def test_failed_runs_are_reported_and_rerun_on_the_next_call(tmp_path, monkeypat
   assert (tmp_path / "prepared.txt").read_text() == "''\n''\n"  # not on the dry run
   sweep.run_sweep(str(config), tmp_path, runs=runs, poll_seconds=0.05)  # nothing to do
   assert (tmp_path / "prepared.txt").read_text().count("\n") == 2
+
+
+def test_process_pool_runs_in_order_and_stops_its_children(tmp_path):
+  import sys
+  from phi_jax import cpus
+  done = []
+  jobs = [(f"j{i}", [sys.executable, "-c", f"print('job {i}')"], tmp_path / f"j{i}" / "log")
+          for i in range(3)]
+  cpus.run_pool(jobs, 2, on_finish=lambda key, code, s: done.append((key, code)),
+                poll_seconds=0.01)
+  assert sorted(done) == [("j0", 0), ("j1", 0), ("j2", 0)]
+  assert (tmp_path / "j2" / "log").read_text() == "job 2\n"
+  started = []
+
+  def start(key, cpu):
+    started.append(key)
+    if len(started) == 2:  # Ctrl-C while the first job runs
+      raise KeyboardInterrupt
+
+  stops = []
+  slow = [("slow", [sys.executable, "-c", "import time; time.sleep(600)"], tmp_path / "slow.log"),
+          ("next", [sys.executable, "-c", "pass"], tmp_path / "next.log")]
+  with pytest.raises(cpus.Stopped) as stopped:
+    cpus.run_pool(slow, 2, on_start=start, on_stop=stops.append, poll_seconds=0.01)
+  assert stopped.value.keys == ["slow"] and stops == [1]  # SIGTERMed and waited for

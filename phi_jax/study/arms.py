@@ -28,10 +28,7 @@ import json
 import os
 import pathlib
 import re
-import signal
-import subprocess
 import sys
-import threading
 import time
 from typing import Any, Callable
 
@@ -44,11 +41,11 @@ from phi_jax.train import config_base
 STUDY_CONFIG = "study_config.json"
 EVAL_FILE = "study_eval.json"
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+MIXTURE_FIELDS = ("n_exercises", "n_textbooks", "n_drills", "seed")
 
 
 class ArmFailedError(RuntimeError):
   """An arm trained in its own process (`study.parallel` > 1) exited with an error."""
-MIXTURE_FIELDS = ("n_exercises", "n_textbooks", "n_drills", "seed")
 
 
 def check(config: ml_collections.ConfigDict) -> list[str]:
@@ -147,72 +144,42 @@ def train_concurrently(configs: dict[str, ml_collections.ConfigDict], workdir: p
                        parallel: int, timings: dict[str, float],
                        log: Callable[[str], None] = print) -> None:
   """Trains each arm (`configs`: name -> its training config) in its own process
-  (`python -m phi_jax.study.arm_worker`), up to `parallel` at a time, each pinned to one CPU of
-  this process's when there are at least `parallel`; each arm's log is DIR/<arm>/train.log and
+  (`python -m phi_jax.study.arm_worker`), up to `parallel` at a time (`cpus.run_pool`: each
+  pinned to a CPU of its own when there are `parallel`); each arm's log is DIR/<arm>/train.log and
   its seconds go into `timings` as train_<arm>. Ctrl-C or SIGTERM stop every arm at its next
   step (each saves a checkpoint; a rerun resumes). ArmFailedError names the arms that failed."""
-  free = cpus.slots(parallel)
-  pin = bool(free)
-  queue = list(configs)
-  active: dict[str, tuple[subprocess.Popen, Any, float, int | None]] = {}
+  jobs = []
+  for name, c in configs.items():
+    path = workdir / name / "arm_config.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, config_base.as_json(c))
+    jobs.append((name, [sys.executable, "-m", "phi_jax.study.arm_worker", str(path),
+                        str(workdir / name)], workdir / name / "train.log"))
   failed = []
 
-  def stop(signum, frame):  # pylint: disable=unused-argument
-    raise KeyboardInterrupt
+  def start(name: str, cpu: int | None) -> None:
+    c = configs[name]
+    log(f"== {name}: training ({c.total_steps} steps x {c.data.batch_size} x "
+        f"{c.data.seq_len} tokens) in its own process"
+        + (f" on CPU {cpu}" if cpu is not None else "")
+        + f": log in {workdir / name / 'train.log'}")
 
-  previous = None
-  if threading.current_thread() is threading.main_thread():
-    previous = signal.signal(signal.SIGTERM, stop)
-  try:
-    while queue or active:
-      while queue and len(active) < parallel:
-        name = queue.pop(0)
-        run_dir = workdir / name
-        run_dir.mkdir(parents=True, exist_ok=True)
-        path = run_dir / "arm_config.json"
-        write_json(path, config_base.as_json(configs[name]))
-        cpu = free.pop(0) if pin else None
-        command = [sys.executable, "-m", "phi_jax.study.arm_worker", str(path), str(run_dir)]
-        if cpu is not None:
-          command.append(f"--cpu={cpu}")
-        c = configs[name]
-        log(f"== {name}: training ({c.total_steps} steps x {c.data.batch_size} x "
-            f"{c.data.seq_len} tokens) in its own process"
-            + (f" on CPU {cpu}" if cpu is not None else "") + f": log in {run_dir / 'train.log'}")
-        out = open(run_dir / "train.log", "a")
-        active[name] = (subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT), out,
-                        time.time(), cpu)
-      time.sleep(0.5)
-      for name, (proc, out, start, cpu) in list(active.items()):
-        if proc.poll() is None:
-          continue
-        out.close()
-        del active[name]
-        timings[f"train_{name}"] = round(time.time() - start, 1)
-        if cpu is not None:
-          free.append(cpu)
-        if proc.returncode:
-          failed.append(name)
-          log(f"== {name}: training failed (exit {proc.returncode}); see "
-              f"{workdir / name / 'train.log'}")
-        else:
-          log(f"== {name}: trained in {timings[f'train_{name}']:.0f} s")
-  except KeyboardInterrupt:
-    log(f"stopping {len(active)} arm(s) at their next step (each saves a checkpoint); rerun the "
+  def finish(name: str, returncode: int, seconds: float) -> None:
+    timings[f"train_{name}"] = round(seconds, 1)
+    if returncode:
+      failed.append(name)
+      log(f"== {name}: training failed (exit {returncode}); see {workdir / name / 'train.log'}")
+    else:
+      log(f"== {name}: trained in {seconds:.0f} s")
+
+  def stop(running: int) -> None:
+    log(f"stopping {running} arm(s) at their next step (each saves a checkpoint); rerun the "
         "same command to continue")
-    for proc, _, _, _ in active.values():
-      if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    for proc, out, _, _ in active.values():
-      proc.wait()
-      out.close()
-    raise
-  finally:
-    if previous is not None:
-      signal.signal(signal.SIGTERM, previous)
+
+  cpus.run_pool(jobs, parallel, on_start=start, on_finish=finish, on_stop=stop)
   if failed:
     raise ArmFailedError(f"arm(s) {', '.join(failed)} failed to train: see train.log in "
-                       + ", ".join(str(workdir / n) for n in failed))
+                         + ", ".join(str(workdir / n) for n in failed))
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
