@@ -17,7 +17,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent / "phi_jax"
 
 # Lower layers first. A part may import only parts of strictly lower layers (or its own).
 LAYERS = (
-    ("models", "data", "config_args"),
+    ("models", "data", "config_args", "cpus"),
     ("convert", "decoding", "chat"),
     ("evals",),
     ("train",),
