@@ -4,6 +4,7 @@ real standard-library code."""
 
 import ast
 import builtins
+import dataclasses
 import gzip
 import json
 import pathlib
@@ -15,6 +16,8 @@ import numpy as np
 import pytest
 
 from phi_jax.curation import decontam
+from phi_jax.curation import lexical_filter
+from phi_jax.curation import planted
 
 STDLIB = pathlib.Path(sysconfig.get_paths()["stdlib"])
 
@@ -138,7 +141,7 @@ def test_no_false_positives_on_standard_library_code():
   textwrap_source = (STDLIB / "textwrap.py").read_text()
   assert decontam.find_contaminated(funcs + [textwrap_source]) == []
   # and the scores stay well clear of the threshold (calibration shown in the module docstring)
-  loose = decontam.DecontamConfig(ast_threshold=0.0, embed_threshold=0.2)
+  loose = decontam.DecontamConfig(ast_threshold=0.0, embed_threshold=0.2, candidate_dice=0.0)
   scores = [m["tests"]["ast"]["score"] for m in decontam.scan(funcs, ["humaneval"], loose)
             if "ast" in m["tests"]]
   assert max(scores, default=0.0) < 0.8
@@ -170,3 +173,75 @@ def test_other_benchmarks_and_model_embeddings(problems, tmp_path):
 
   found = decontam.find_contaminated([copy], "humaneval", embed_fn=embed, embed_threshold=0.5)
   assert ((0, "HumanEval/12") in found) and len(calls) == 2  # benchmark once, documents once
+
+
+def _near_copy(code, rng):
+  """A renamed copy of `code` with 1-2 statements of its bodies deleted or inserted."""
+  tree = ast.parse(code)
+  for _ in range(rng.randint(1, 2)):
+    bodies = [n for n in ast.walk(tree) if isinstance(getattr(n, "body", None), list)
+              and len(n.body) > 1]
+    if not bodies:
+      break
+    node = rng.choice(bodies)
+    i = rng.randrange(len(node.body))
+    if rng.random() < 0.5:
+      del node.body[i]
+    else:
+      node.body.insert(i, ast.parse(f"extra_{i} = len(str(extra_{i})) + {i}").body[0])
+  return _renamed_copy(ast.unparse(ast.fix_missing_locations(tree)))
+
+
+def test_lexical_prefilter_passes_near_copies_at_the_ast_threshold():
+  """Every near copy the AST test flags (rate >= 0.85) is a candidate of the pre-filter, and the
+  filtered scan flags it; plain standard-library functions mostly are not candidates."""
+  index = decontam.index_for("humaneval")
+  config = decontam.DecontamConfig()
+  rng = random.Random(0)
+  near = []
+  for g in range(0, len(index.func_source), 3):
+    for _ in range(3):
+      copy = _near_copy(index.func_source[g], rng)
+      funcs = decontam.functions(copy)
+      toks = decontam.normalized_tokens(funcs[0][1])
+      rate = decontam.difflib.SequenceMatcher(None, toks, index.func_tokens[g],
+                                              autojunk=False).ratio()
+      if rate >= config.ast_threshold:
+        near.append((g, "import os\n\n" + copy + "\n\nprint(os.sep)\n"))
+  assert len(near) >= 50
+  dice = [index.candidates.dice(doc)[g] for g, doc in near]
+  assert min(dice) >= config.candidate_dice, min(dice)
+  flagged = {m["index"] for m in decontam.scan([doc for _, doc in near], ["humaneval"])
+             if "ast" in m["tests"]}
+  unfiltered = {m["index"] for m in decontam.scan(
+      [doc for _, doc in near], ["humaneval"], dataclasses.replace(config, candidate_dice=0.0))
+      if "ast" in m["tests"]}
+  assert flagged == unfiltered and len(flagged) >= 0.9 * len(near)
+  funcs = _stdlib_functions(200)
+  assert index.candidates.candidates(funcs, config.candidate_dice).mean() < 0.05
+
+
+def test_lexical_prefilter_removes_work_not_flags():
+  """On a planted corpus (5% benchmark copies, verbatim and renamed) and standard-library code, the
+  filtered and the unfiltered scans report the same matches; the filtered one parses far fewer."""
+  docs = [planted.document(n, seed=3, contam_rate=0.05)["text"] for n in range(600)]
+  docs += _stdlib_functions(100, seed=1)
+  config = decontam.DecontamConfig()
+  kept, report = decontam.decontaminate(docs, config=config)
+  kept0, report0 = decontam.decontaminate(docs, config=dataclasses.replace(config,
+                                                                           candidate_dice=0.0))
+  assert report["flagged"] == report0["flagged"] and kept == kept0
+  assert report["num_flagged"] >= 20
+  assert report0["num_parsed"] == sum("def" in d for d in docs) > 600
+  assert report["num_parsed"] < 0.15 * report0["num_parsed"]
+
+
+def test_lexical_tokens_normalise_like_the_ast():
+  a = "def f(xs, k=3):\n    # sum\n    return sum(x * k for x in xs) + len('ab')  # done\n"
+  b = "def total(values,factor = 10):\n  return sum(v*factor for v in values)+len(\"zzz\")\n"
+  assert lexical_filter.lexical_tokens(a) == lexical_filter.lexical_tokens(b)
+  assert lexical_filter.lexical_tokens("x.append(1)") == ["v", ".", "append", "(", "N", ")"]
+  assert list(lexical_filter.def_blocks("x = 1\ndef f():\n  return 2\ny = 3\n")) == [
+      "def f():\n  return 2"]
+  with pytest.raises(ValueError, match="candidate_dice"):
+    decontam.DecontamConfig(candidate_dice=1.5).validate()

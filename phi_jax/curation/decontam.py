@@ -24,6 +24,10 @@ Two tests, as in phi-1 (arXiv 2306.11644, section 5), run against every item of 
      - and the AST match rate (difflib's ratio 2M/T between the two normalised token sequences,
        1.0 = identical) is >= `ast_threshold`.
    A renamed and reformatted copy of a solution has the same normalised sequence: rate 1.0.
+   Parsing is most of the cost, so only candidate documents are parsed: those with a `def` block
+   whose lexical token k-grams have a Dice coefficient >= `candidate_dice` with some benchmark
+   function (`lexical_filter`: the same normalisation read off the characters, no parse; 0
+   parses every document with a `def`). The report counts the documents parsed.
 
 Calibration (CPython 3.11 here): scanning the 7,002 functions of the 168 top-level standard-library
 modules against HumanEval found no shared 13-gram and no AST match rate above 0.78 (embedding
@@ -57,14 +61,14 @@ import json
 import os
 import pathlib
 import re
-import textwrap
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 import numpy as np
 
+from phi_jax.curation import lexical_filter
+
 _WORD = re.compile(r"\w+")
 _FENCE = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)```", re.S | re.I)
-_DEF = re.compile(r"^([ \t]*)(?:async[ \t]+)?def[ \t]+\w+", re.M)
 _BUILTINS = frozenset(dir(builtins))
 _SKIP_NODES = (ast.expr_context,)
 
@@ -80,6 +84,8 @@ class DecontamConfig:
     embed_threshold: cosine similarity a function pair needs before its AST is compared.
     ast_threshold: AST match rate (0..1) that flags a pair (> 1 disables the test).
     min_ast_nodes: benchmark functions with fewer normalised AST tokens skip the AST test.
+    candidate_dice: only documents with a `def` block at this lexical Dice coefficient or more
+      against some benchmark function get the AST test (`lexical_filter`; 0: every document).
   """
 
   ngram: int = 13
@@ -88,6 +94,13 @@ class DecontamConfig:
   embed_threshold: float = 0.5
   ast_threshold: float = 0.85
   min_ast_nodes: int = 20
+  candidate_dice: float = 0.5
+
+  @classmethod
+  def from_settings(cls, settings: Any) -> "DecontamConfig":
+    """The config from a mapping (a stage's ConfigDict section) holding some of the fields;
+    those it lacks take their defaults."""
+    return cls(**{f.name: settings[f.name] for f in dataclasses.fields(cls) if f.name in settings})
 
   def validate(self) -> None:
     if self.ngram < 1:
@@ -100,6 +113,9 @@ class DecontamConfig:
       raise ValueError(f"embed_threshold must be a cosine in [-1, 1], got {self.embed_threshold}")
     if self.ast_threshold < 0:
       raise ValueError(f"ast_threshold must be >= 0, got {self.ast_threshold}")
+    if not 0.0 <= self.candidate_dice <= 1.0:
+      raise ValueError(f"candidate_dice must be a Dice coefficient in [0, 1] (0: no pre-filter), "
+                       f"got {self.candidate_dice}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -272,21 +288,6 @@ def _parse(code: str) -> Optional[ast.Module]:
     return None
 
 
-def _def_blocks(text: str) -> Iterable[str]:
-  """Each `def` and the lines under it (by indentation), dedented, for text that does not parse."""
-  lines = text.splitlines()
-  for match in _DEF.finditer(text):
-    start = text.count("\n", 0, match.start())
-    indent = len(match.group(1).expandtabs())
-    end = start + 1
-    while end < len(lines):
-      line = lines[end]
-      if line.strip() and len(line.expandtabs()) - len(line.expandtabs().lstrip()) <= indent:
-        break
-      end += 1
-    yield textwrap.dedent("\n".join(lines[start:end]))
-
-
 def functions(text: str) -> list[tuple[str, ast.AST]]:
   """(name, node) of every function definition found in `text` (see the module docstring)."""
   trees = []
@@ -297,7 +298,7 @@ def functions(text: str) -> list[tuple[str, ast.AST]]:
     blocks = [b for b in _FENCE.findall(text)]
     trees = [t for t in map(_parse, blocks) if t is not None]
     if not trees:
-      trees = [t for t in map(_parse, _def_blocks(text)) if t is not None]
+      trees = [t for t in map(_parse, lexical_filter.def_blocks(text)) if t is not None]
   found = []
   for tree in trees:
     for node in _function_nodes(tree):
@@ -336,6 +337,7 @@ class BenchmarkIndex:
   func_name: list[str]
   vectorizer: Any                      # sklearn TfidfVectorizer, or None without functions
   func_matrix: Any                     # [num_functions, features] sparse, rows L2-normalised
+  candidates: lexical_filter.CandidateIndex  # the functions' lexical k-grams (the pre-filter)
 
 
 def _analyzer(tokens: Sequence[str]) -> list[str]:
@@ -372,7 +374,7 @@ def build_index(spec: str, config: DecontamConfig = DecontamConfig()) -> Benchma
     vectorizer = TfidfVectorizer(analyzer=_analyzer, sublinear_tf=True)
     matrix = vectorizer.fit_transform(func_tokens)
   return BenchmarkIndex(spec, config, items, ngram_items, func_item, func_tokens, func_source,
-                        func_name, vectorizer, matrix)
+                        func_name, vectorizer, matrix, lexical_filter.CandidateIndex.build(func_source))
 
 
 def _spec_key(spec: str) -> tuple[str, float]:
@@ -442,6 +444,15 @@ def scan(texts: Sequence[str], benchmarks: Sequence[str] = ("humaneval",),
     'ast': {'score', 'embedding', 'function', 'item_function'}}}]` sorted by (index, item); a test
     appears only when it fired.
   """
+  return _scan(texts, benchmarks, config, embed_fn=embed_fn, progress=progress, indexes=indexes,
+               chunk_size=chunk_size)[0]
+
+
+def _scan(texts: Sequence[str], benchmarks: Sequence[str], config: DecontamConfig, *,
+          embed_fn: Optional[Callable[[Sequence[str]], np.ndarray]], progress: bool,
+          indexes: Optional[Sequence[BenchmarkIndex]], chunk_size: int = 256
+          ) -> tuple[list[dict[str, Any]], int]:
+  """`scan`'s matches and the number of documents the AST test parsed."""
   if indexes is None:
     indexes = [index_for(spec, config) for spec in benchmarks]
   elif [ix.spec for ix in indexes] != list(benchmarks) or any(ix.config != config
@@ -458,6 +469,7 @@ def scan(texts: Sequence[str], benchmarks: Sequence[str] = ("humaneval",),
   # documents (procedural exercises) repeat them, so each distinct sequence is scored once.
   ast_memo: dict[tuple[int, tuple[str, ...]], list[tuple[int, float, float]]] = {}
   run_ast = config.ast_threshold <= 1.0 and any(ix.func_tokens for ix in indexes)
+  parsed = 0
   starts = range(0, len(texts), chunk_size)
   if progress:
     from tqdm import tqdm  # pylint: disable=g-import-not-at-top
@@ -479,7 +491,11 @@ def scan(texts: Sequence[str], benchmarks: Sequence[str] = ("humaneval",),
           if count >= config.min_ngram_matches:
             entry = found.setdefault((i, index.spec, index.items[k].id), {})
             entry["ngram"] = {"matches": count, "example": example[k]}
-      if run_ast and "def" in text:  # no `def`, no function: nothing to parse
+      if run_ast and "def" in text and (  # no `def`, no function: nothing to parse
+          config.candidate_dice <= 0 or any(
+              ix.func_tokens and ix.candidates.dice(text).max() >= config.candidate_dice
+              for ix in indexes)):
+        parsed += 1
         funcs[i] = [(name, node, tuple(normalized_tokens(node)))
                     for name, node in functions(text)]
     if not funcs:
@@ -511,7 +527,8 @@ def scan(texts: Sequence[str], benchmarks: Sequence[str] = ("humaneval",),
               entry["ast"] = {"score": round(rate, 4), "embedding": round(sim, 4),
                               "function": name, "item_function": index.func_name[g]}
   return [{"index": i, "benchmark": spec, "item": item, "tests": tests}
-          for (i, spec, item), tests in sorted(found.items(), key=lambda kv: (kv[0][0], kv[0][2]))]
+          for (i, spec, item), tests in sorted(found.items(), key=lambda kv: (kv[0][0], kv[0][2]))
+          ], parsed
 
 
 def find_contaminated(texts: list[str], benchmark: str = "humaneval",
@@ -533,12 +550,13 @@ def decontaminate(texts: Sequence[str], benchmarks: Sequence[str] = ("humaneval"
                   indexes: Optional[Sequence[BenchmarkIndex]] = None
                   ) -> tuple[list[int], dict[str, Any]]:
   """(indices of the clean documents, report). The report is JSON-ready:
-  `{'config', 'benchmarks', 'num_documents', 'num_flagged', 'flagged': [{'index', 'id'?,
+  `{'config', 'benchmarks', 'num_documents', 'num_parsed' (documents the AST test parsed: those
+  the lexical pre-filter passed), 'num_flagged', 'flagged': [{'index', 'id'?,
   'matches': [{'benchmark', 'item', 'tests'}]}]}`. indexes: see `scan`."""
   if ids is not None and len(ids) != len(texts):
     raise ValueError(f"ids has {len(ids)} entries for {len(texts)} texts")
-  matches = scan(texts, benchmarks, config, embed_fn=embed_fn, progress=progress,
-                 indexes=indexes)
+  matches, parsed = _scan(texts, benchmarks, config, embed_fn=embed_fn, progress=progress,
+                          indexes=indexes)
   by_doc: dict[int, list[dict[str, Any]]] = collections.defaultdict(list)
   for m in matches:
     by_doc[m["index"]].append({k: m[k] for k in ("benchmark", "item", "tests")})
@@ -553,7 +571,8 @@ def decontaminate(texts: Sequence[str], benchmarks: Sequence[str] = ("humaneval"
   report = {"config": dataclasses.asdict(config), "benchmarks": list(benchmarks),
             "embedding": "lexical TF-IDF of normalised AST tokens" if embed_fn is None else
                          getattr(embed_fn, "description", repr(embed_fn)),
-            "num_documents": len(texts), "num_flagged": len(flagged), "flagged": flagged}
+            "num_documents": len(texts), "num_parsed": parsed, "num_flagged": len(flagged),
+            "flagged": flagged}
   return kept, report
 
 

@@ -56,8 +56,6 @@ INSTRUCTION = "Complete this Python function."
 # Where a reply ends: the template's end of turn (it may be text, not one id, when the tokenizer
 # lacks the chat tokens), a new turn, or the end of the function body (evals.functions.STOP).
 CHAT_STOP = ("<|end|>", "<|endoftext|>", "<|user|>", "<|assistant|>", "<|system|>")
-DECONTAM_FIELDS = ("ngram", "min_ngram_matches", "max_item_share", "embed_threshold",
-                   "ast_threshold", "min_ast_nodes")
 
 Messages = list[dict[str, str]]
 
@@ -165,7 +163,7 @@ def decontaminate(texts: Sequence[str], ids: Sequence[str], s: Mapping[str, Any]
   with `exercises` (one per text), against the held-out exercises (split, key, prompt; see the
   module doc). report: {'benchmarks': the decontam report, 'heldout': {'checked', 'flagged',
   'ids'}, 'flagged': count of texts dropped by either}."""
-  config = decontam_lib.DecontamConfig(**{k: s[k] for k in DECONTAM_FIELDS})
+  config = decontam_lib.DecontamConfig.from_settings(s)
   kept, report = (decontam_lib.decontaminate(texts, list(s["benchmarks"]), config, ids=list(ids))
                   if s["benchmarks"] and texts else (list(range(len(texts))), {"num_flagged": 0}))
   dropped = set(range(len(texts))) - set(kept)

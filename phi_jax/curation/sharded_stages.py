@@ -179,10 +179,7 @@ def stage_dedup(ctx: Any, s: ml_collections.ConfigDict, io: StageIO, engine: Any
 # ---- decontam ----------------------------------------------------------------------------------
 
 def decontam_config(s: ml_collections.ConfigDict) -> decontam_lib.DecontamConfig:
-  return decontam_lib.DecontamConfig(
-      ngram=s.ngram, min_ngram_matches=s.min_ngram_matches, max_item_share=s.max_item_share,
-      embed_threshold=s.embed_threshold, ast_threshold=s.ast_threshold,
-      min_ast_nodes=s.min_ast_nodes)
+  return decontam_lib.DecontamConfig.from_settings(s)
 
 
 @functools.lru_cache(maxsize=2)

@@ -295,10 +295,7 @@ def stage_quality(ctx: Context, s: ml_collections.ConfigDict, records: Records,
 
 def stage_decontam(ctx: Context, s: ml_collections.ConfigDict, records: Records,
                    out: pathlib.Path) -> StageOutput:
-  config = decontam_lib.DecontamConfig(
-      ngram=s.ngram, min_ngram_matches=s.min_ngram_matches, max_item_share=s.max_item_share,
-      embed_threshold=s.embed_threshold, ast_threshold=s.ast_threshold,
-      min_ast_nodes=s.min_ast_nodes)
+  config = decontam_lib.DecontamConfig.from_settings(s)
   kept, report = decontam_lib.decontaminate(
       [r["text"] for r in records], list(s.benchmarks), config, ids=[r["id"] for r in records],
       progress=ctx.progress)
