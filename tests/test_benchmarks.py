@@ -121,3 +121,15 @@ def test_decode_benchmark_bfloat16_reports_its_divergence_from_float32():
   assert result["phi_jax_prepare_weights_s"] > 0
   vs = result["batch_1"]["vs_phi_jax_float32"]
   assert vs["identical"] or 0 <= vs["first_step"] < result["new_tokens"], vs
+
+
+def test_decontam_prefilter_benchmark_smoke():
+  """experiments/perf/decontam_prefilter.py: both configs flag the same documents; the filtered one
+  parses fewer (its timings are not asserted)."""
+  result = _run_json("experiments/perf/decontam_prefilter.py", "--num_docs=400", "--reps=1")
+  assert result["same_flags"] is True
+  ref, new = result["reference"], result["phi_jax"]
+  assert ref["num_parsed"] == 400 and new["num_parsed"] < ref["num_parsed"]
+  assert ref["num_flagged"] == new["num_flagged"]
+  assert len(ref["cpu_ms_per_doc"]) == len(new["cpu_ms_per_doc"]) == 1
+  assert math.isclose(result["ratio"], ref["median"] / new["median"], rel_tol=0.02)

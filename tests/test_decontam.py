@@ -5,6 +5,7 @@ real standard-library code."""
 import ast
 import builtins
 import dataclasses
+import difflib
 import gzip
 import json
 import pathlib
@@ -204,8 +205,7 @@ def test_lexical_prefilter_passes_near_copies_at_the_ast_threshold():
       copy = _near_copy(index.func_source[g], rng)
       funcs = decontam.functions(copy)
       toks = decontam.normalized_tokens(funcs[0][1])
-      rate = decontam.difflib.SequenceMatcher(None, toks, index.func_tokens[g],
-                                              autojunk=False).ratio()
+      rate = difflib.SequenceMatcher(None, toks, index.func_tokens[g], autojunk=False).ratio()
       if rate >= config.ast_threshold:
         near.append((g, "import os\n\n" + copy + "\n\nprint(os.sep)\n"))
   assert len(near) >= 50

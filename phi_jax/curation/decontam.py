@@ -374,7 +374,8 @@ def build_index(spec: str, config: DecontamConfig = DecontamConfig()) -> Benchma
     vectorizer = TfidfVectorizer(analyzer=_analyzer, sublinear_tf=True)
     matrix = vectorizer.fit_transform(func_tokens)
   return BenchmarkIndex(spec, config, items, ngram_items, func_item, func_tokens, func_source,
-                        func_name, vectorizer, matrix, lexical_filter.CandidateIndex.build(func_source))
+                        func_name, vectorizer, matrix,
+                        lexical_filter.CandidateIndex.build(func_source))
 
 
 def _spec_key(spec: str) -> tuple[str, float]:
@@ -418,6 +419,15 @@ def _ast_matches(tokens: Sequence[str], sims: np.ndarray, index: Any,
     if rate >= config.ast_threshold:
       out.append((int(g), rate, float(sims[g])))
   return out
+
+
+def _candidate(text: str, indexes: Sequence[BenchmarkIndex], dice: float) -> bool:
+  """Whether `text` (holding a `def`) gets the AST test: always with `dice` 0, else when a `def`
+  block of it reaches `dice` against a function of some benchmark (tokenised once for all)."""
+  if dice <= 0:
+    return True
+  blocks = lexical_filter.block_kgrams(text)
+  return any(ix.candidates.best_dice(blocks) >= dice for ix in indexes)
 
 
 def scan(texts: Sequence[str], benchmarks: Sequence[str] = ("humaneval",),
@@ -491,10 +501,7 @@ def _scan(texts: Sequence[str], benchmarks: Sequence[str], config: DecontamConfi
           if count >= config.min_ngram_matches:
             entry = found.setdefault((i, index.spec, index.items[k].id), {})
             entry["ngram"] = {"matches": count, "example": example[k]}
-      if run_ast and "def" in text and (  # no `def`, no function: nothing to parse
-          config.candidate_dice <= 0 or any(
-              ix.func_tokens and ix.candidates.dice(text).max() >= config.candidate_dice
-              for ix in indexes)):
+      if run_ast and "def" in text and _candidate(text, indexes, config.candidate_dice):
         parsed += 1
         funcs[i] = [(name, node, tuple(normalized_tokens(node)))
                     for name, node in functions(text)]
