@@ -11,8 +11,8 @@ L(N, D) = E + A / N^alpha + B / D^beta (N: non-embedding parameters, D: training
 
 or its two steps:
 
-    python -m phi_jax.sweep --config=configs/phi3_scaling.py --workdir=DIR --parallel=1 \\
-        --fit=eval_loss
+    python -m phi_jax.sweep --config=configs/phi3_scaling.py --workdir=DIR --parallel=2 \\
+        --fit=eval_loss --fit_by=mixture --fit_points=final
     python experiments/phi3_scaling/analyse.py DIR
 
 The mixtures (`mixture=` in each run's slug): `raw`: this Python's standard library as is
@@ -25,13 +25,14 @@ both) in DIR before any run starts. Each run's held-out loss is on its own mixtu
 split; experiments/phi3_scaling/analyse.py also scores every run on both held-out sets.
 
 Sizes (`SIZES`, the mini block; head_dim 16; mlp_dim ~ 8/3 d_model as phi-3-mini's 8192/3072):
-xs 0.055M, s 0.1M, m 0.2M, l 0.44M, xl 0.79M non-embedding parameters. Budgets: each run trains
-307,200 tokens (300 steps of 8 x 128) at a constant learning rate after 20 warmup steps and is
-evaluated every 100 steps, so the model at 0.1M, 0.2M and 0.31M tokens is that of a run with that
-budget (a decaying schedule would need one run per budget): 0.13 to 5.6 tokens per parameter.
-`holdout` (xxl: 1.5M parameters, twice xl, 204,800 tokens, per mixture) is not in the fit: the
-fit predicts its loss. The paper's range is 3.8B-14B parameters and 3.3T-4.8T tokens; the issue
-suggested 0.2M-20M parameters; this is what one shared CPU core trains in about an hour.
+xs 0.055M, s 0.1M, m 0.2M, l 0.44M, xl 0.78M non-embedding parameters. Budgets (`BUDGETS`):
+307,200, 614,400 and 921,600 tokens (300 / 600 / 900 steps of 8 x 128), one run per budget with
+a cosine decay to 0.1x at its end (Chinchilla's protocol), evaluated once at the end: 0.39 to
+16.7 tokens per parameter. Each size's peak rate is `LEARNING_RATES`, from a measured rule
+(`sweep('tune')` + experiments/phi3_scaling/tune_lr.py). `holdout` (xxl: 1.55M parameters, twice
+xl, 614,400 tokens, per mixture) is not in the fit: the fit predicts its loss. The paper's range
+is 3.8B-14B parameters and 3.3T-4.8T tokens; the issue suggested 0.2M-20M parameters; this grid
+(32 runs) is what two cores train in about 40 minutes.
 
 Variants: `:size=NAME,mixture=raw|textbook,tokens=N` is one run (the sweep passes the same as
 overrides; `tokens` sets total_steps = tokens / (batch_size x seq_len)); `:smoke` shrinks

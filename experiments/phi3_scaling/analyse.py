@@ -5,8 +5,8 @@
 
 DIR is the sweep's directory (`python -m phi_jax.sweep --config=configs/phi3_scaling.py
 --workdir=DIR ...`). Reads every run's evaluations (metrics.jsonl: the held-out loss on its own
-mixture every 102,400 tokens; with the config's constant learning rate after a fixed warmup, each
-is the final loss of a run with that budget) as points (N, D, loss) and writes to --out:
+mixture; the config evaluates once, at the end of each run's budget, so one point per run, its
+learning rate decayed to that budget) as points (N, D, loss) and writes to --out:
 
   results.json  `fit` per mixture (E, A, B, alpha, beta, each with a 90% bootstrap interval over
                 runs; the runs fit), `holdout` (the textbook mixture's held-out size:
