@@ -34,6 +34,9 @@ xl, 614,400 tokens, per mixture) is not in the fit: the fit predicts its loss. T
 is 3.8B-14B parameters and 3.3T-4.8T tokens; the issue suggested 0.2M-20M parameters; this grid
 (32 runs) is what two cores train in about 40 minutes.
 
+`:ladder=width` swaps the ladder for one of constant depth (`WIDTH_SIZES`: 32-128 wide x 4
+layers, held out 192 x 4), rates from the same rule (`RATE_RULE`).
+
 Variants: `:size=NAME,mixture=raw|textbook,tokens=N` is one run (the sweep passes the same as
 overrides; `tokens` sets total_steps = tokens / (batch_size x seq_len)); `:smoke` shrinks
 everything for tests (`sweep('smoke')`, `prepare('smoke', DIR)`).
@@ -53,6 +56,11 @@ HEAD_DIM = 16
 # name: (d_model, num_layers); mlp_dim = 8/3 d_model rounded to 16 (phi-3-mini: 8192 / 3072)
 SIZES = {"xs": (48, 2), "s": (64, 2), "m": (64, 4), "l": (96, 4), "xl": (128, 4)}
 HOLDOUT_SIZES = {"xxl": (160, 5)}
+# `:ladder=width`: a ladder of constant depth, width alone changing N (as phi-3-mini -> small:
+# 3072 -> 4096 wide, 32 layers each). In the default ladder the deeper model of a width (m against
+# s) sits above the fitted law at every budget, a shape effect the law has no term for.
+WIDTH_SIZES = {"w32": (32, 4), "w48": (48, 4), "w64": (64, 4), "w96": (96, 4), "w128": (128, 4)}
+WIDTH_HOLDOUT_SIZES = {"w192": (192, 4)}
 TOKENS_PER_STEP = 8 * 128
 # The budgets: one run each, its learning rate decayed to the end of that budget (Chinchilla's
 # protocol). 300, 600 and 900 steps.
@@ -72,6 +80,7 @@ LEARNING_RATE = 5e-3  # a single run's default (:size=..., outside the grid)
 # tune_lr.py on the search of 2026-12-02 (lr = 4.071 N^-0.528; experiments/phi3_scaling/lr_tuning.json)
 LEARNING_RATES = {"xs": 0.0127, "s": 0.00931, "m": 0.00645, "l": 0.00425, "xl": 0.00316,
                   "xxl": 0.00219}
+RATE_RULE = (4.071313655646454, -0.5280349808987296)  # (c, k) of that rule: lr = c N^k
 TUNE_RATES = (1.25e-3, 2.5e-3, 5e-3, 1e-2, 2e-2)  # `sweep("tune")`: the peak-rate search per size
 EVAL_BATCHES = 64  # 65,536 held-out tokens per evaluation
 # Files up to 12 KB (~4k tokens), 5% held out: rows are packed from shuffled files, so with the
@@ -88,11 +97,31 @@ def size_fields(d_model: int, num_layers: int) -> dict[str, Any]:
               num_kv_heads=d_model // HEAD_DIM, mlp_dim=16 * round(8 * d_model / 3 / 16))
 
 
+def non_embedding_params(d_model: int, num_layers: int) -> int:
+  """N of one size: per layer q, k, v, o (d x d each) and the SwiGLU MLP (3 x d x mlp_dim)."""
+  return num_layers * (4 * d_model ** 2 + 3 * d_model * size_fields(d_model, num_layers)["mlp_dim"])
+
+
+def rule_rate(d_model: int, num_layers: int) -> float:
+  """RATE_RULE at one size, to 3 significant digits (as LEARNING_RATES lists it)."""
+  c, k = RATE_RULE
+  return float(f"{c * non_embedding_params(d_model, num_layers) ** k:.3g}")
+
+
+# name: (fitted sizes, held-out size, peak rate per size) of each ladder
+LADDERS = {
+    "mixed": (SIZES, HOLDOUT_SIZES, LEARNING_RATES),
+    "width": (WIDTH_SIZES, WIDTH_HOLDOUT_SIZES,
+              {name: rule_rate(*shape)
+               for name, shape in {**WIDTH_SIZES, **WIDTH_HOLDOUT_SIZES}.items()}),
+}
+
+
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   """One run of the grid: `size`, `mixture`, `tokens` (see the module doc); `smoke` for tests."""
   v = parse_arg(arg, {"size": "m", "mixture": "raw", "tokens": str(RUN_TOKENS), "smoke": False,
-                      "tune": False})  # tune: only sweep() reads it
-  sizes = {**SIZES, **HOLDOUT_SIZES}
+                      "tune": False, "ladder": "mixed"})  # tune, ladder: only sweep() reads them
+  sizes = {**SIZES, **HOLDOUT_SIZES, **WIDTH_SIZES, **WIDTH_HOLDOUT_SIZES}
   if v["size"] not in sizes:
     raise ValueError(f"size={v['size']!r}: choose one of {sorted(sizes)}")
   if v["mixture"] not in ("raw", "textbook"):
@@ -139,7 +168,10 @@ def sweep(arg: str = "") -> list[dict[str, Any]]:
   """The grid: every size x budget x mixture, plus the held-out size per mixture (tag
   holdout=true: the sweep's fit leaves it out and predicts it)."""
   from phi_jax import sweep as sweeps  # pylint: disable=g-import-not-at-top
-  v = parse_arg(arg, {"smoke": False, "tune": False})
+  v = parse_arg(arg, {"smoke": False, "tune": False, "ladder": "mixed"})
+  if v["ladder"] not in LADDERS:
+    raise ValueError(f"ladder={v['ladder']!r}: choose one of {sorted(LADDERS)}")
+  fitted_sizes, holdout_sizes, rates = LADDERS[v["ladder"]]
   mixtures = {
       "raw": {"data.dataset": "code_corpus", **{f"data.{k}": val for k, val in RAW_DATA.items()}},
       "textbook": {"data.dataset": "synthetic_exercises", "data.max_bytes": 0,
@@ -147,11 +179,11 @@ def sweep(arg: str = "") -> list[dict[str, Any]]:
                    "data.source_dir": "{workdir}/mixture/dataset"},
   }
   sizes = {name: {f"model.{k}": val for k, val in size_fields(*shape).items()}
-           | {"optimizer.learning_rate": LEARNING_RATES[name]}
-           for name, shape in SIZES.items()}
+           | {"optimizer.learning_rate": rates[name]}
+           for name, shape in fitted_sizes.items()}
   budgets = (512, 1_024) if v["smoke"] else BUDGETS
   if v["smoke"]:
-    sizes = {"xs": sizes["xs"], "s": sizes["s"]}
+    sizes = dict(list(sizes.items())[:2])
   if v["tune"]:  # the peak-rate search: each fitted size x TUNE_RATES, textbook, middle budget
     runs = sweeps.grid(size=sizes, lr={f"{lr:g}": {"optimizer.learning_rate": lr}
                                        for lr in TUNE_RATES},
@@ -173,10 +205,10 @@ def sweep(arg: str = "") -> list[dict[str, Any]]:
     return (big and tags["mixture"] == "raw", big, order.index(tags["size"]), tags["mixture"])
 
   runs.sort(key=rank)
-  shape = HOLDOUT_SIZES["xxl"]
+  (held_name, shape), = holdout_sizes.items()
   holdout = {f"model.{k}": val for k, val in size_fields(*shape).items()}
-  holdout["optimizer.learning_rate"] = LEARNING_RATES["xxl"]
-  held = sweeps.grid(mixture=mixtures, size={"xxl": holdout},
+  holdout["optimizer.learning_rate"] = rates[held_name]
+  held = sweeps.grid(mixture=mixtures, size={held_name: holdout},
                      tokens=(512 if v["smoke"] else HOLDOUT_TOKENS,))
   for run in held:
     run[sweeps.TAGS]["holdout"] = True
@@ -201,7 +233,7 @@ def prepare(arg: str, workdir: pathlib.Path) -> None:
   from phi_jax.data import builders  # pylint: disable=g-import-not-at-top
   from phi_jax.data import tokenizer as tokenizers  # pylint: disable=g-import-not-at-top
   from phi_jax.train import inputs  # pylint: disable=g-import-not-at-top
-  v = parse_arg(arg, {"smoke": False, "tune": False})
+  v = parse_arg(arg, {"smoke": False, "tune": False, "ladder": "mixed"})
   workdir = pathlib.Path(workdir)
   m = SMOKE_MIXTURE if v["smoke"] else MIXTURE
   pipeline = mixtures.pipeline_config(m["n_exercises"], m["n_textbooks"], m["n_drills"],

@@ -56,6 +56,26 @@ def test_scaling_sweep_plans_sizes_budgets_mixtures_and_the_holdout(tmp_path):
                           runs=[{"tokens": 1025}])[0].total_steps == 2  # rounded up
 
 
+def test_scaling_sweep_width_ladder_keeps_depth_and_the_rate_rule(tmp_path):
+  spec = str(CONFIGS / "phi3_scaling.py") + ":ladder=width"
+  runs = sweep.plan_sweep(spec, tmp_path)
+  held = [r for r in runs if r.tags.get("holdout")]
+  assert len(runs) == 32 and len(held) == 2
+  assert {r.config.model.num_layers for r in runs} == {4}
+  sizes = {r.tags["size"]: sweep_table.run_size(r)["params"] for r in runs}
+  fitted = sorted(sizes[r.tags["size"]] for r in runs if not r.tags.get("holdout"))
+  assert sizes[held[0].tags["size"]] > 2 * fitted[-1]
+  # the rule's rate falls with N, and the 64-wide size trains as the default ladder's m
+  by_size = {r.tags["size"]: r.config.optimizer.learning_rate for r in runs}
+  rates = [by_size[s] for s in sorted(by_size, key=sizes.get)]
+  assert rates == sorted(rates, reverse=True)
+  default = {r.tags["size"]: r.config.optimizer.learning_rate
+             for r in sweep.plan_sweep(str(CONFIGS / "phi3_scaling.py"), tmp_path / "d")}
+  assert by_size["w64"] == default["m"] and by_size["w128"] == default["xl"]
+  with pytest.raises(ValueError, match="ladder="):
+    sweep.plan_sweep(str(CONFIGS / "phi3_scaling.py") + ":ladder=deep", tmp_path / "e")
+
+
 def _rows(law: scaling.Law, mixture: str) -> list[dict]:
   rows = []
   for n in (5e4, 1e5, 2e5, 4e5):

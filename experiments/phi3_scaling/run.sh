@@ -6,6 +6,7 @@
 #
 #   bash experiments/phi3_scaling/run.sh [DIR]            # default DIR: workdirs/phi3_scaling
 #   SMOKE=1 bash experiments/phi3_scaling/run.sh /tmp/s   # tiny: the plumbing in a few minutes
+#   ARG=:ladder=width OUT=DIR/report bash experiments/phi3_scaling/run.sh DIR   # a config variant
 #
 # Resumable: rerun the same command; finished runs are skipped, an unfinished one resumes from its
 # checkpoint, a failed one runs again (the sweep says which). PARALLEL runs at a time (default 1);
@@ -18,7 +19,7 @@ NICE=${NICE:-19}
 if [ -n "${SMOKE:-}" ]; then
   DIR=${1:-workdirs/phi3_scaling_smoke}; ARG=:smoke; OUT=${OUT:-$DIR/report}; EXTRA=(--bootstrap 5)
 else
-  DIR=${1:-workdirs/phi3_scaling}; ARG=; OUT=${OUT:-experiments/phi3_scaling}; EXTRA=()
+  DIR=${1:-workdirs/phi3_scaling}; ARG=${ARG:-}; OUT=${OUT:-experiments/phi3_scaling}; EXTRA=()
 fi
 nice -n "$NICE" "$PYTHON" -m phi_jax.sweep --config="configs/phi3_scaling.py$ARG" --workdir="$DIR" \
   --parallel="$PARALLEL" --fit=eval_loss --fit_by=mixture --fit_points=final || true
