@@ -161,12 +161,14 @@ def test_rerun_skips_then_resumes_lost_and_changed_stages(first_run):
 def test_cli_runs_the_config_and_skips_finished_stages(first_run):
   src, workdir, _, _ = first_run
   stages.run(_config(src), workdir, log=lambda _: None)
-  run = subprocess.run([sys.executable, "-m", "phi_jax.curation",
+  # `python -m phi_jax.data` (the name the data issues use) runs the curation CLI
+  run = subprocess.run([sys.executable, "-m", "phi_jax.data",
                         "--config=configs/data/stdlib_filtered.py:tiny", f"--workdir={workdir}",
                         f"--config.source.source_dir={src}"],
                        cwd=REPO, capture_output=True, text=True, timeout=300,
                        env=dict(os.environ, JAX_PLATFORMS="cpu"))
   assert run.returncode == 0, run.stderr[-3000:]
+  assert "[phi_jax.data] running the data pipeline: python -m phi_jax.curation" in run.stderr
   assert run.stdout.count("skipped") >= 5 and "| stage | status | documents |" in run.stdout
   assert "--config.data.dataset=filtered_corpus" in run.stdout
   bad = subprocess.run([sys.executable, "-m", "phi_jax.curation",
