@@ -364,3 +364,34 @@ def test_bad_inputs_give_clear_errors(tmp_path):
                            process_index=0, process_count=1)
   with pytest.raises(ValueError, match="process_index"):
     pipeline.make_iterator(_config(), tok, source=DOCS, process_index=2, process_count=2)
+
+
+def test_jsonl_configs_stream_the_file_and_keep_their_names(tmp_path, monkeypatch):
+  """Making a filtered_corpus / synthetic config reads the records one at a time (a corpus of any
+  size: `read_records`' list is never built) and hashes the file in chunks to the same name."""
+  import hashlib  # pylint: disable=g-import-not-at-top
+  from phi_jax.data.builders import filtered_corpus, jsonl, synthetic  # pylint: disable=g-import-not-at-top
+  rows = [{"id": f"d{i}", "text": f"def f{i}():\n  return {i}\n" * (i % 7 + 1)} for i in range(50)]
+  (tmp_path / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+  monkeypatch.setattr(jsonl, "_CHUNK_BYTES", 100)  # many chunks
+
+  def no_list(source):
+    raise AssertionError("make_config read every record into a list")
+
+  monkeypatch.setattr(filtered_corpus, "read_records", no_list)
+  monkeypatch.setattr(synthetic, "read_records", no_list)
+  config = filtered_corpus.FilteredCorpus.make_config(tmp_path, validation_fraction=0.1)
+  whole = (tmp_path / "records.jsonl").read_bytes() + repr((0.1, None)).encode()
+  assert config.fingerprint == hashlib.sha256(whole).hexdigest()
+  assert config.description.startswith("50 records")
+  assert filtered_corpus.FilteredCorpus.make_config(
+      tmp_path, validation_fraction=0.1, max_files=7).description.startswith("7 records")
+  ex = synthetic.SyntheticExercises.make_config(tmp_path, validation_fraction=0.1)
+  assert ex.fingerprint == hashlib.sha256((tmp_path / "records.jsonl").read_bytes()
+                                          + repr(0.1).encode()).hexdigest()
+  (tmp_path / "records.jsonl").write_text(json.dumps(rows[0]) + "\n")
+  with pytest.raises(ValueError, match="at least 2 records"):
+    filtered_corpus.FilteredCorpus.make_config(tmp_path)
+  (tmp_path / "records.jsonl").write_text(json.dumps(rows[0]) + "\n" + '{"id": "x"}\n')
+  with pytest.raises(ValueError, match=r"records.jsonl:2: each record needs a string 'text'"):
+    filtered_corpus.FilteredCorpus.make_config(tmp_path)

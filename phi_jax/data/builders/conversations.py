@@ -121,8 +121,9 @@ class _ChatJsonl(jsonl.JsonlBuilder, skip_registration=True):
     return read_jsonl(source, cls.KIND)
 
   @classmethod
-  def source_bytes(cls, source: str) -> bytes:
-    return _jsonl_path(source).read_bytes() if source else f"demo{DEMO_SIZE}".encode()
+  def source_chunks(cls, source: str) -> Iterator[bytes]:
+    return (jsonl.file_chunks(_jsonl_path(source)) if source
+            else iter([f"demo{DEMO_SIZE}".encode()]))
 
   @classmethod
   def make_config(cls, source_dir: Optional[str | os.PathLike] = None, *,

@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from phi_jax.data.builders import jsonl
-from phi_jax.data.builders.synthetic import read_records
+from phi_jax.data.builders.synthetic import iter_records, read_records
 
 _FEATURES = ("text", "id", "score", "meta")
 
@@ -59,6 +59,10 @@ class FilteredCorpus(jsonl.JsonlBuilder):
   @classmethod
   def read_records(cls, source: str) -> list[dict[str, Any]]:
     return read_records(source)
+
+  @classmethod
+  def iter_records(cls, source: str) -> Iterator[dict[str, Any]]:
+    return iter_records(source)
 
   @classmethod
   def make_config(cls, source_dir: Optional[str | os.PathLike] = None, *,

@@ -2,9 +2,9 @@
 `filtered_corpus` (filtered_corpus.py), `conversations` / `preferences` (conversations.py).
 
 A subclass of `JsonlBuilder` names its config class (`CONFIG`), its features (`FEATURES`, all
-text, or its own `_features`), how to read and check its records (`read_records`, and
-`source_bytes` if the file is not source_dir/records.jsonl) and its examples
-(`_generate_examples`). Its `make_config` checks its own arguments, then returns
+text, or its own `_features`), how to read and check its records (`read_records`; `iter_records`
+to stream them, for files that can be large; `source_chunks` if the file is not
+source_dir/records.jsonl) and its examples (`_generate_examples`). Its `make_config` checks its own arguments, then returns
 `_fingerprinted_config(...)`: the config named `<slug>_<sha256[:12]>` of the file's bytes and
 the knobs, so the prepared files (data_dir/<dataset>/<config name>/<version>/) are reused while
 file and knobs stay the same and a changed one builds anew.
@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import inspect
+import itertools
 import json
 import pathlib
 import re
@@ -28,6 +29,14 @@ import tensorflow_datasets as tfds
 
 RECORDS_FILE = "records.jsonl"
 _NAME_CHARS = re.compile(r"[^a-z0-9]+")
+_CHUNK_BYTES = 1 << 20
+
+
+def file_chunks(path: pathlib.Path) -> Iterator[bytes]:
+  """The bytes of `path` in chunks of 1 MiB (memory: one chunk, whatever the file's size)."""
+  with path.open("rb") as f:
+    while chunk := f.read(_CHUNK_BYTES):
+      yield chunk
 
 
 def iter_jsonl(path: pathlib.Path) -> Iterator[tuple[int, Any]]:
@@ -105,9 +114,15 @@ class JsonlBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     raise NotImplementedError(f"{cls.__name__} must define read_records")
 
   @classmethod
-  def source_bytes(cls, source: str) -> bytes:
-    """The bytes the fingerprint hashes: source/records.jsonl's."""
-    return (pathlib.Path(source) / RECORDS_FILE).read_bytes()
+  def iter_records(cls, source: str) -> Iterator[dict[str, Any]]:
+    """The checked records of `source` one at a time (default: `read_records`' list); builders
+    whose files can be large stream them, so making a config holds one record at a time."""
+    yield from cls.read_records(source)
+
+  @classmethod
+  def source_chunks(cls, source: str) -> Iterator[bytes]:
+    """The bytes the fingerprint hashes, in chunks: source/records.jsonl's."""
+    return file_chunks(pathlib.Path(source) / RECORDS_FILE)
 
   @classmethod
   def _fingerprinted_config(cls, source: str, *, validation_fraction: float,
@@ -115,15 +130,21 @@ class JsonlBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                             empty_slug: str) -> JsonlConfig:
     """The config of `source`'s first `max_files` records, named `<slug>_<digest[:12]>` (slug:
     lower-case [a-z0-9_] of `slug`, at most 40 chars, `empty_slug` if none are left), where
-    digest = sha256(source_bytes + repr(knobs)). Reads the records first, so a bad file or fewer
-    than 2 records fails here rather than when the dataset is prepared."""
-    records = cls.read_records(source)[:max_files]
-    split_records(records, validation_fraction)  # Fail early with < 2 records.
-    digest = hashlib.sha256(cls.source_bytes(source) + repr(knobs).encode()).hexdigest()
+    digest = sha256(source bytes + repr(knobs)). Reads (streams) the records first, so a bad file
+    or fewer than 2 records fails here rather than when the dataset is prepared; memory: one
+    record and one chunk of the file at a time (a corpus of any size)."""
+    num_records = sum(1 for _ in itertools.islice(cls.iter_records(source), max_files))
+    if num_records < 2:
+      raise ValueError(f"Need at least 2 records for train and validation, got {num_records}")
+    h = hashlib.sha256()
+    for chunk in cls.source_chunks(source):
+      h.update(chunk)
+    h.update(repr(knobs).encode())
+    digest = h.hexdigest()
     slug = _NAME_CHARS.sub("_", slug.lower()).strip("_")[:40] or empty_slug
     return cls.CONFIG(name=f"{slug}_{digest[:12]}", source_dir=source,
                       validation_fraction=float(validation_fraction), max_files=max_files,
-                      fingerprint=digest, description=f"{len(records)} records from "
+                      fingerprint=digest, description=f"{num_records} records from "
                       f"{source or 'the built-in demo set'}")
 
   def _features(self) -> tfds.features.FeaturesDict:

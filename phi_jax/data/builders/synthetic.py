@@ -30,7 +30,7 @@ from phi_jax.data.builders import jsonl
 from phi_jax.data.builders.jsonl import RECORDS_FILE, split_records
 
 __all__ = ["RECORDS_FILE", "SyntheticConfig", "SyntheticExercises", "SyntheticTextbooks",
-           "read_records", "split_records"]
+           "iter_records", "read_records", "split_records"]
 
 
 @dataclasses.dataclass(eq=False)
@@ -40,19 +40,22 @@ class SyntheticConfig(jsonl.JsonlConfig):
   max_files: always None (every record)."""
 
 
-def read_records(source_dir: str | os.PathLike) -> list[dict[str, Any]]:
-  """The records of `source_dir/records.jsonl`, with a clear error for a bad line."""
+def iter_records(source_dir: str | os.PathLike) -> Iterator[dict[str, Any]]:
+  """The records of `source_dir/records.jsonl` one at a time, with a clear error for a bad line."""
   path = pathlib.Path(source_dir) / RECORDS_FILE
   if not path.is_file():
     raise ValueError(f"{path} does not exist: write it with phi_jax.curation.synthetic."
                      "generate_textbooks / generate_exercises (source_dir= is their out_dir)")
-  records = []
   for n, record in jsonl.iter_jsonl(path):
     if not isinstance(record, dict) or not isinstance(record.get("text"), str) or not record.get(
         "id"):
       raise ValueError(f"{path}:{n}: each record needs a string 'text' and an 'id'")
-    records.append(record)
-  return records
+    yield record
+
+
+def read_records(source_dir: str | os.PathLike) -> list[dict[str, Any]]:
+  """`iter_records`' records as a list."""
+  return list(iter_records(source_dir))
 
 
 class _SyntheticBuilder(jsonl.JsonlBuilder, skip_registration=True):
@@ -64,6 +67,10 @@ class _SyntheticBuilder(jsonl.JsonlBuilder, skip_registration=True):
   @classmethod
   def read_records(cls, source: str) -> list[dict[str, Any]]:
     return read_records(source)
+
+  @classmethod
+  def iter_records(cls, source: str) -> Iterator[dict[str, Any]]:
+    return iter_records(source)
 
   @classmethod
   def make_config(cls, source_dir: Optional[str | os.PathLike] = None, *,
