@@ -24,18 +24,22 @@ the mixture and ONE SentencePiece tokenizer on equal shares of both (so a token 
 both) in DIR before any run starts. Each run's held-out loss is on its own mixture's held-out
 split; experiments/phi3_scaling/analyse.py also scores every run on both held-out sets.
 
-Sizes (`SIZES`, the mini block; head_dim 16; mlp_dim ~ 8/3 d_model as phi-3-mini's 8192/3072):
-xs 0.055M, s 0.1M, m 0.2M, l 0.44M, xl 0.78M non-embedding parameters. Budgets (`BUDGETS`):
-307,200, 614,400 and 921,600 tokens (300 / 600 / 900 steps of 8 x 128), one run per budget with
-a cosine decay to 0.1x at its end (Chinchilla's protocol), evaluated once at the end: 0.39 to
-16.7 tokens per parameter. Each size's peak rate is `LEARNING_RATES`, from a measured rule
-(`sweep('tune')` + experiments/phi3_scaling/tune_lr.py). `holdout` (xxl: 1.55M parameters, twice
-xl, 614,400 tokens, per mixture) is not in the fit: the fit predicts its loss. The paper's range
-is 3.8B-14B parameters and 3.3T-4.8T tokens; the issue suggested 0.2M-20M parameters; this grid
-(32 runs) is what two cores train in about 40 minutes.
+Sizes (the mini block; head_dim 16; mlp_dim ~ 8/3 d_model as phi-3-mini's 8192/3072): the
+default ladder (`WIDTH_SIZES`) keeps the depth at 4 layers and changes the width, as phi-3-mini
+-> small does (3072 -> 4096 wide, 32 layers each): w32 0.047M, w48 0.11M, w64 0.2M, w96 0.44M,
+w128 0.78M non-embedding parameters. Budgets (`BUDGETS`): 307,200, 614,400 and 921,600 tokens
+(300 / 600 / 900 steps of 8 x 128), one run per budget with a cosine decay to 0.1x at its end
+(Chinchilla's protocol), evaluated once at the end: 0.39 to 19.6 tokens per parameter. Each
+size's peak rate is the measured rule `RATE_RULE` (lr = 4.071 N^-0.528, from the rate search
+`:tune,ladder=mixed` and experiments/phi3_scaling/tune_lr.py). The held-out size (w192: 192 x 4, 1.77M
+parameters, 2.3x w128, 614,400 tokens, per mixture) is not in the fit: the fit predicts its loss.
+The paper's range is 3.8B-14B parameters and 3.3T-4.8T tokens; the issue suggested 0.2M-20M
+parameters; this grid (32 runs) is what two cores train in about 45 minutes.
 
-`:ladder=width` swaps the ladder for one of constant depth (`WIDTH_SIZES`: 32-128 wide x 4
-layers, held out 192 x 4), rates from the same rule (`RATE_RULE`).
+`:ladder=mixed` is the ladder of 2026-12-02 (`SIZES`: width and depth changing together, 48 x 2
+... 128 x 4, held out 160 x 5; `LEARNING_RATES`, the same rule at those sizes): its deeper model
+of a width (64 x 4 against 64 x 2) sits above the fitted law at every budget, a shape effect the
+law has no term for, and the fit missed its holdout by +5.7% (experiments/phi3_scaling/RESULTS.md).
 
 Variants: `:size=NAME,mixture=raw|textbook,tokens=N` is one run (the sweep passes the same as
 overrides; `tokens` sets total_steps = tokens / (batch_size x seq_len)); `:smoke` shrinks
@@ -56,9 +60,8 @@ HEAD_DIM = 16
 # name: (d_model, num_layers); mlp_dim = 8/3 d_model rounded to 16 (phi-3-mini: 8192 / 3072)
 SIZES = {"xs": (48, 2), "s": (64, 2), "m": (64, 4), "l": (96, 4), "xl": (128, 4)}
 HOLDOUT_SIZES = {"xxl": (160, 5)}
-# `:ladder=width`: a ladder of constant depth, width alone changing N (as phi-3-mini -> small:
-# 3072 -> 4096 wide, 32 layers each). In the default ladder the deeper model of a width (m against
-# s) sits above the fitted law at every budget, a shape effect the law has no term for.
+# The default ladder: constant depth, width alone changing N (module docstring); SIZES above is
+# `:ladder=mixed`.
 WIDTH_SIZES = {"w32": (32, 4), "w48": (48, 4), "w64": (64, 4), "w96": (96, 4), "w128": (128, 4)}
 WIDTH_HOLDOUT_SIZES = {"w192": (192, 4)}
 TOKENS_PER_STEP = 8 * 128
@@ -119,8 +122,8 @@ LADDERS = {
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   """One run of the grid: `size`, `mixture`, `tokens` (see the module doc); `smoke` for tests."""
-  v = parse_arg(arg, {"size": "m", "mixture": "raw", "tokens": str(RUN_TOKENS), "smoke": False,
-                      "tune": False, "ladder": "mixed"})  # tune, ladder: only sweep() reads them
+  v = parse_arg(arg, {"size": "w64", "mixture": "raw", "tokens": str(RUN_TOKENS), "smoke": False,
+                      "tune": False, "ladder": "width"})  # tune, ladder: only sweep() reads them
   sizes = {**SIZES, **HOLDOUT_SIZES, **WIDTH_SIZES, **WIDTH_HOLDOUT_SIZES}
   if v["size"] not in sizes:
     raise ValueError(f"size={v['size']!r}: choose one of {sorted(sizes)}")
@@ -168,7 +171,7 @@ def sweep(arg: str = "") -> list[dict[str, Any]]:
   """The grid: every size x budget x mixture, plus the held-out size per mixture (tag
   holdout=true: the sweep's fit leaves it out and predicts it)."""
   from phi_jax import sweep as sweeps  # pylint: disable=g-import-not-at-top
-  v = parse_arg(arg, {"smoke": False, "tune": False, "ladder": "mixed"})
+  v = parse_arg(arg, {"smoke": False, "tune": False, "ladder": "width"})
   if v["ladder"] not in LADDERS:
     raise ValueError(f"ladder={v['ladder']!r}: choose one of {sorted(LADDERS)}")
   fitted_sizes, holdout_sizes, rates = LADDERS[v["ladder"]]
@@ -233,7 +236,7 @@ def prepare(arg: str, workdir: pathlib.Path) -> None:
   from phi_jax.data import builders  # pylint: disable=g-import-not-at-top
   from phi_jax.data import tokenizer as tokenizers  # pylint: disable=g-import-not-at-top
   from phi_jax.train import inputs  # pylint: disable=g-import-not-at-top
-  v = parse_arg(arg, {"smoke": False, "tune": False, "ladder": "mixed"})
+  v = parse_arg(arg, {"smoke": False, "tune": False, "ladder": "width"})
   workdir = pathlib.Path(workdir)
   m = SMOKE_MIXTURE if v["smoke"] else MIXTURE
   pipeline = mixtures.pipeline_config(m["n_exercises"], m["n_textbooks"], m["n_drills"],

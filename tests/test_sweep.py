@@ -47,8 +47,9 @@ def test_scaling_sweep_plans_sizes_budgets_mixtures_and_the_holdout(tmp_path):
   assert all(r.config.data.source_dir == str(tmp_path / "mixture" / "dataset") for r in textbook)
   assert all(r.config.data.dataset == "synthetic_exercises" for r in textbook)
   sizes = {r.tags["size"]: sweep_table.run_size(r)["params"] for r in runs}
-  assert sizes["xs"] < sizes["s"] < sizes["m"] < sizes["l"] < sizes["xl"]
-  assert sizes["xxl"] > 1.9 * sizes["xl"]  # the held-out run is beyond the fitted range
+  assert sizes["w32"] < sizes["w48"] < sizes["w64"] < sizes["w96"] < sizes["w128"]
+  assert sizes["w192"] > 2 * sizes["w128"]  # the held-out run is beyond the fitted range
+  assert {r.config.model.num_layers for r in runs} == {4}  # the default ladder: width only
   assert held[0].tags["mixture"] == "textbook"  # the one that must finish first
   with pytest.raises(ValueError, match="less than one step"):
     sweep.plan_sweep(str(CONFIGS / "phi3_scaling.py"), tmp_path, runs=[{"tokens": 100}])
@@ -56,24 +57,23 @@ def test_scaling_sweep_plans_sizes_budgets_mixtures_and_the_holdout(tmp_path):
                           runs=[{"tokens": 1025}])[0].total_steps == 2  # rounded up
 
 
-def test_scaling_sweep_width_ladder_keeps_depth_and_the_rate_rule(tmp_path):
-  spec = str(CONFIGS / "phi3_scaling.py") + ":ladder=width"
-  runs = sweep.plan_sweep(spec, tmp_path)
+def test_scaling_sweep_mixed_ladder_and_the_rate_rule(tmp_path):
+  spec = str(CONFIGS / "phi3_scaling.py")
+  runs = sweep.plan_sweep(spec + ":ladder=mixed", tmp_path)
   held = [r for r in runs if r.tags.get("holdout")]
   assert len(runs) == 32 and len(held) == 2
-  assert {r.config.model.num_layers for r in runs} == {4}
+  assert {r.config.model.num_layers for r in runs} == {2, 4, 5}  # width and depth together
   sizes = {r.tags["size"]: sweep_table.run_size(r)["params"] for r in runs}
-  fitted = sorted(sizes[r.tags["size"]] for r in runs if not r.tags.get("holdout"))
-  assert sizes[held[0].tags["size"]] > 2 * fitted[-1]
-  # the rule's rate falls with N, and the 64-wide size trains as the default ladder's m
-  by_size = {r.tags["size"]: r.config.optimizer.learning_rate for r in runs}
-  rates = [by_size[s] for s in sorted(by_size, key=sizes.get)]
+  assert sizes["xs"] < sizes["s"] < sizes["m"] < sizes["l"] < sizes["xl"] < sizes["xxl"]
+  # the rule's rate falls with N, and the shapes both ladders share train at the same rate
+  mixed = {r.tags["size"]: r.config.optimizer.learning_rate for r in runs}
+  rates = [mixed[s] for s in sorted(mixed, key=sizes.get)]
   assert rates == sorted(rates, reverse=True)
-  default = {r.tags["size"]: r.config.optimizer.learning_rate
-             for r in sweep.plan_sweep(str(CONFIGS / "phi3_scaling.py"), tmp_path / "d")}
-  assert by_size["w64"] == default["m"] and by_size["w128"] == default["xl"]
+  width = {r.tags["size"]: r.config.optimizer.learning_rate
+           for r in sweep.plan_sweep(spec, tmp_path / "d")}
+  assert width["w64"] == mixed["m"] and width["w128"] == mixed["xl"]
   with pytest.raises(ValueError, match="ladder="):
-    sweep.plan_sweep(str(CONFIGS / "phi3_scaling.py") + ":ladder=deep", tmp_path / "e")
+    sweep.plan_sweep(spec + ":ladder=deep", tmp_path / "e")
 
 
 def _rows(law: scaling.Law, mixture: str) -> list[dict]:

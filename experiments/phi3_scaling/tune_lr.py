@@ -1,7 +1,11 @@
 """The peak learning rate per size, from the rate search `configs/phi3_scaling.py:tune`.
 
-    python -m phi_jax.sweep --config=configs/phi3_scaling.py:tune --workdir=DIR --parallel=2
-    python experiments/phi3_scaling/tune_lr.py DIR [--out experiments/phi3_scaling]
+    python -m phi_jax.sweep --config=configs/phi3_scaling.py:tune,ladder=mixed --workdir=DIR \
+        --parallel=2
+    python experiments/phi3_scaling/tune_lr.py DIR [--ladder mixed] [--out experiments/phi3_scaling]
+
+(lr_tuning.json is the search of the `mixed` ladder, 2026-12-02; the default `width` ladder uses
+the rule it gave.)
 
 The search trains every fitted size at each of TUNE_RATES on the textbook mixture for the middle
 budget. Per size, the best rate is the vertex of a parabola through (log rate, held-out loss) at
@@ -55,9 +59,11 @@ def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("workdir")
   p.add_argument("--out", default=str(ROOT / "experiments" / "phi3_scaling"))
+  p.add_argument("--ladder", default="mixed", help="the ladder of the search (config `ladder=`)")
   args = p.parse_args(argv)
   from phi_jax import sweep, sweep_table  # pylint: disable=g-import-not-at-top
-  runs = sweep.plan_sweep(str(ROOT / "configs" / "phi3_scaling.py") + ":tune", args.workdir)
+  config = str(ROOT / "configs" / "phi3_scaling.py")
+  runs = sweep.plan_sweep(f"{config}:tune,ladder={args.ladder}", args.workdir)
   by_size: dict[str, list[tuple[float, float]]] = {}
   params: dict[str, int] = {}
   rows: list[dict[str, Any]] = []
@@ -75,7 +81,7 @@ def main(argv=None) -> int:
   for size, pts in by_size.items():
     optima[size], interior[size] = best_rate(pts)
   c, k = rule({params[s]: optima[s] for s in optima})
-  main_grid = sweep.plan_sweep(str(ROOT / "configs" / "phi3_scaling.py"), args.workdir)
+  main_grid = sweep.plan_sweep(f"{config}:ladder={args.ladder}", args.workdir)
   all_params = {r.tags["size"]: sweep_table.run_size(r)["params"] for r in main_grid}
   rates = {s: float(f"{c * n ** k:.3g}") for s, n in all_params.items()}
   out = {"points": rows, "optimum": optima, "optimum_inside_range": interior,
