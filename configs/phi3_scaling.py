@@ -80,10 +80,8 @@ WARMUP_STEPS = 20
 # cosine): the wide models lagged at rates too high for them, and the fit missed the held-out
 # size by 7%, 11% and 12%.
 LEARNING_RATE = 5e-3  # a single run's default (:size=..., outside the grid)
-# tune_lr.py on the search of 2026-12-02 (lr = 4.071 N^-0.528; experiments/phi3_scaling/lr_tuning.json)
-LEARNING_RATES = {"xs": 0.0127, "s": 0.00931, "m": 0.00645, "l": 0.00425, "xl": 0.00316,
-                  "xxl": 0.00219}
-RATE_RULE = (4.071313655646454, -0.5280349808987296)  # (c, k) of that rule: lr = c N^k
+# tune_lr.py on the search of 2026-12-02 (experiments/phi3_scaling/lr_tuning.json): lr = c N^k
+RATE_RULE = (4.071313655646454, -0.5280349808987296)  # (c, k)
 TUNE_RATES = (1.25e-3, 2.5e-3, 5e-3, 1e-2, 2e-2)  # `sweep("tune")`: the peak-rate search per size
 EVAL_BATCHES = 64  # 65,536 held-out tokens per evaluation
 # Files up to 12 KB (~4k tokens), 5% held out: rows are packed from shuffled files, so with the
@@ -111,6 +109,8 @@ def rule_rate(d_model: int, num_layers: int) -> float:
   return float(f"{c * non_embedding_params(d_model, num_layers) ** k:.3g}")
 
 
+# The rule at every size of the mixed ladder, its held-out xxl included (lr_tuning.json's `rates`)
+LEARNING_RATES = {name: rule_rate(*shape) for name, shape in {**SIZES, **HOLDOUT_SIZES}.items()}
 # name: (fitted sizes, held-out size, peak rate per size) of each ladder
 LADDERS = {
     "mixed": (SIZES, HOLDOUT_SIZES, LEARNING_RATES),

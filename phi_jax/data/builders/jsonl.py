@@ -4,8 +4,8 @@
 A subclass of `JsonlBuilder` names its config class (`CONFIG`), its features (`FEATURES`, all
 text, or its own `_features`), how to read and check its records (`read_records`; `iter_records`
 to stream them, for files that can be large; `source_chunks` if the file is not
-source_dir/records.jsonl) and its examples (`_generate_examples`). Its `make_config` checks its own arguments, then returns
-`_fingerprinted_config(...)`: the config named `<slug>_<sha256[:12]>` of the file's bytes and
+source_dir/records.jsonl) and its examples (`_generate_examples`). Its `make_config` checks its
+own arguments, then returns `_fingerprinted_config(...)`: the config named `<slug>_<sha256[:12]>` of the file's bytes and
 the knobs, so the prepared files (data_dir/<dataset>/<config name>/<version>/) are reused while
 file and knobs stay the same and a changed one builds anew.
 
