@@ -175,14 +175,19 @@ def test_model_forward_and_gradient_blockwise_equals_xla(preset):
                        jnp.int32)
   positions, segment_ids = _packed(batch, length)
   results = {}
-  for impl in ("xla", "blockwise"):
-    c = cfg.replace(attention_impl=impl)
+  # 'auto' with attention_block 8 on CPU: blockwise in blocks of 8 (4 query blocks, skipping)
+  for name, c in (("xla", cfg.replace(attention_impl="xla")),
+                  ("blockwise", cfg.replace(attention_impl="blockwise")),
+                  ("auto_block8", cfg.replace(attention_impl="auto", attention_block=8))):
     (_, logits), grads = jax.jit(jax.value_and_grad(_loss, argnums=1, has_aux=True),
                                  static_argnums=0)(c, params, tokens, positions, segment_ids)
-    results[impl] = logits, grads
-  np.testing.assert_allclose(results["blockwise"][0], results["xla"][0], rtol=1e-4, atol=1e-4)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=2e-5),
-               results["blockwise"][1], results["xla"][1])
+    results[name] = logits, grads
+  assert attention.resolve_impl(cfg.replace(attention_impl="auto", attention_block=8), length,
+                                length) == "blockwise"
+  for name in ("blockwise", "auto_block8"):
+    np.testing.assert_allclose(results[name][0], results["xla"][0], rtol=1e-4, atol=1e-4)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=2e-5),
+                 results[name][1], results["xla"][1])
 
 
 def test_model_with_attention_dropout_trains_blockwise():
@@ -290,6 +295,13 @@ def test_auto_rule_and_config_validation():
   assert attention.resolve_impl(cfg, 2048, 2048, backend="cpu") == "blockwise"
   assert attention.resolve_impl(cfg, 2048, 2048, backend="tpu") == "splash"
   assert attention.resolve_impl(cfg.replace(attention_impl="xla"), 4096, 4096) == "xla"
+  blocked = cfg.replace(attention_block=64)  # CPU: every call with > 1 block of queries
+  assert attention.resolve_impl(blocked, 256, 256, backend="cpu") == "blockwise"
+  assert attention.resolve_impl(blocked, 64, 512, backend="cpu") == "xla"
+  assert attention.resolve_impl(blocked, 1, 512, backend="cpu") == "xla"  # a decode step
+  assert attention.resolve_impl(blocked, 256, 256, backend="gpu") == "xla"
+  with pytest.raises(ValueError, match="attention_block: must be >= 1"):
+    _cfg(attention_block=-1)
   with pytest.raises(ValueError, match="attention_impl: 'flash' is not one of"):
     _cfg(attention_impl="flash")
   # The paper configs say which implementation they use.

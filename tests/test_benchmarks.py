@@ -56,8 +56,14 @@ def test_decode_benchmark_smoke():
 def test_train_benchmark_smoke():
   pytest.importorskip("torch")
   pytest.importorskip("transformers")
-  result = _run_json("experiments/perf/train_vs_hf.py", "--quick")
+  result = _run_json("experiments/perf/train_vs_hf.py", "--quick", "--attention_block=16",
+                     "--loss_chunk_len=32")
   assert result["benchmark"] == "train_vs_hf" and result["threads"] == 1
+  assert result["attention"] == {"impl": "auto", "block": 16} and result["loss_chunk_len"] == 32
+  # blockwise attention in blocks of 16 and the chunked loss: the same step as 'xla' + whole loss
+  assert result["phi_jax_xla_attention"] > 0
+  for key in ("loss_first_step", "loss_last_step"):
+    assert result[key]["phi_jax"] == pytest.approx(result[key]["phi_jax_xla_attention"], abs=1e-4)
   assert result["phi_jax"] > 0 and result["reference"] > 0 and result["ratio"] > 0
   # Both start at ~ln(vocab) (small random init: near-uniform predictions), so a wrong loss
   # (another normalisation, shifted targets, a mask) shows here; then the same 3 AdamW steps on

@@ -13,8 +13,11 @@ device with the state donated. transformers: `PhiForCausalLM(labels=...)`, `loss
 
 Two phi_jax steps are timed: `phi_jax` (the model's defaults: on CPU the layer scan unrolled and
 the projections' weight gradients as plain GEMMs, `scan_unroll=0`/`weight_grad='auto'`) and
-`phi_jax_before` (`scan_unroll=1, weight_grad='autodiff'`: the step as it was before those
-defaults). Repetitions are interleaved (one step of each side per round), since the machine is
+`phi_jax_before` (`scan_unroll=1, weight_grad='autodiff'`, 'xla' attention, the whole loss: the
+step as it was before those defaults). With `--model=quickstart` phi_jax also takes the
+quickstart's attention (`attention_impl='auto'` with `attention_block`: causal blocks skipped) and
+`loss_chunk_len`; `--attention_block` / `--loss_chunk_len` set them for the bench model; a third
+step, `phi_jax_xla_attention`, is then the same step with 'xla' attention and the whole loss. Repetitions are interleaved (one step of each side per round), since the machine is
 shared and its load drifts; the JSON has medians, min/max and the interquartile range of each.
 
 Pinned to one core before numpy/torch/jax load (os.sched_setaffinity; torch.set_num_threads(1);
@@ -39,6 +42,9 @@ def _parse(argv=None) -> argparse.Namespace:
                  help="bench: the 17M phi-1-shaped model against transformers; quickstart: the "
                  "quickstart config's model, batch and sequence (phi_jax before/after only)")
   p.add_argument("--cpu", type=int, default=None, help="CPU to pin to (default: the last one)")
+  p.add_argument("--attention_block", type=int, default=0,
+                 help="bench: phi_jax with attention_impl='auto' and this block size (0: 'xla')")
+  p.add_argument("--loss_chunk_len", type=int, default=0, help="bench: phi_jax's loss chunks")
   return p.parse_args(argv)
 
 
@@ -104,14 +110,15 @@ def batch_arrays(cfg):
   return tokens[:, :-1].astype(np.int32), tokens[:, 1:].astype(np.int32)
 
 
-def phi_jax_stepper(cfg, inputs, targets):
+def phi_jax_stepper(cfg, inputs, targets, loss_chunk_len=0):
   """() -> loss of one timed train step (state carried between calls); plus compile seconds."""
   opt = config_base.optimizer(learning_rate=1e-4, schedule="constant", weight_decay=0.1, b1=0.9,
                               b2=0.95, eps=1e-8, grad_clip_norm=1.0)
   tx, schedule = optim.make_optimizer(opt, 1000)
   mesh = mesh_lib.make_mesh({"data": 1}, jax.devices()[:1])
   state, shardings = step_lib.create_sharded_state(cfg, tx, ARGS.seq, mesh, jax.random.key(0))
-  train_step = step_lib.jit_train_step(step_lib.make_train_step(cfg, tx, schedule), shardings, mesh)
+  train_step = step_lib.jit_train_step(
+      step_lib.make_train_step(cfg, tx, schedule, loss_chunk_len=loss_chunk_len), shardings, mesh)
   b, t = inputs.shape
   batch = dict(inputs=inputs, targets=targets, segment_ids=np.ones((b, t), np.int32),
                positions=np.tile(np.arange(t, dtype=np.int32), (b, 1)),
@@ -174,9 +181,18 @@ def main() -> None:
   if quickstart is not None:
     ARGS.batch, ARGS.seq = quickstart.data.batch_size, quickstart.data.seq_len
   inputs, targets = batch_arrays(cfg)
-  after, compile_after = phi_jax_stepper(cfg, inputs, targets)
-  before, compile_before = phi_jax_stepper(cfg.replace(**BEFORE), inputs, targets)
+  plain = cfg.replace(attention_impl="xla", attention_block=0)  # full [T, T] scores, whole loss
+  if quickstart is not None:
+    chunk = quickstart.loss_chunk_len
+  else:
+    chunk = ARGS.loss_chunk_len
+    if ARGS.attention_block:
+      cfg = cfg.replace(attention_impl="auto", attention_block=ARGS.attention_block)
+  after, compile_after = phi_jax_stepper(cfg, inputs, targets, chunk)
+  before, compile_before = phi_jax_stepper(plain.replace(**BEFORE), inputs, targets)
   steppers = {"phi_jax": after, "phi_jax_before": before}
+  if (cfg, chunk) != (plain, 0):  # the step with the CPU defaults, but 'xla' and the whole loss
+    steppers["phi_jax_xla_attention"] = phi_jax_stepper(plain, inputs, targets)[0]
   if ARGS.model == "bench":
     steppers["reference"] = torch_stepper(hf_model(cfg), inputs, targets)
   times, losses = interleaved(steppers, reps)
@@ -189,6 +205,8 @@ def main() -> None:
       "threads": 1, "load_average": os.getloadavg(), "model_set": ARGS.model,
       "model": {"layers": cfg.num_layers, "d_model": cfg.d_model, "vocab": cfg.vocab_size},
       "batch": ARGS.batch, "seq": ARGS.seq, "reps": reps,
+      "attention": {"impl": cfg.attention_impl, "block": cfg.attention_block},
+      "loss_chunk_len": chunk,
       "phi_jax": tokens / med["phi_jax"], "phi_jax_before": tokens / med["phi_jax_before"],
       "after_over_before": med["phi_jax_before"] / med["phi_jax"],
       "phi_jax_compile_s": compile_after, "phi_jax_before_compile_s": compile_before,
@@ -200,6 +218,10 @@ def main() -> None:
   }
   line = (f"phi_jax {result['phi_jax']:,.0f} tok/s ({med['phi_jax'] * 1e3:.0f} ms/step), before "
           f"{result['phi_jax_before']:,.0f} tok/s: x{result['after_over_before']:.2f}")
+  if "phi_jax_xla_attention" in med:
+    result["phi_jax_xla_attention"] = tokens / med["phi_jax_xla_attention"]
+    result["after_over_xla_attention"] = med["phi_jax_xla_attention"] / med["phi_jax"]
+    line += f"; with 'xla' attention x{result['after_over_xla_attention']:.2f}"
   if "reference" in med:
     result.update(reference=tokens / med["reference"], ratio=med["reference"] / med["phi_jax"],
                   ratio_before=med["reference"] / med["phi_jax_before"])

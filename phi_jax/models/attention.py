@@ -28,7 +28,9 @@ same masks (causal slot order, segment ids, sliding window, block-sparse layers,
     for what it hands to 'blockwise'.
   'splash': Pallas splash attention (TPU), see `_attend_splash` for what it hands to 'blockwise'.
   'auto': 'xla' when T * S <= AUTO_XLA_MAX_SCORES (decode steps, short sequences); otherwise
-    'cudnn' on a CUDA GPU, 'splash' on a TPU and 'blockwise' elsewhere (the CPU).
+    'cudnn' on a CUDA GPU, 'splash' on a TPU and 'blockwise' elsewhere (the CPU). With
+    `ModelConfig.attention_block` set, a CPU call with more queries than one block runs
+    'blockwise' at any size (the skipped causal blocks make it faster than 'xla' there).
 A query that sees no key (a padding query) gets the mean of all S values in every
 implementation: what the 'xla' softmax over S equally masked scores gives.
 """
@@ -94,9 +96,11 @@ def resolve_impl(cfg: ModelConfig, q_len: int, kv_len: int, backend: Optional[st
   impl = cfg.attention_impl
   if impl != "auto":
     return impl
-  if q_len * kv_len <= AUTO_XLA_MAX_SCORES:
-    return "xla"
   backend = jax.default_backend() if backend is None else backend
+  if q_len * kv_len <= AUTO_XLA_MAX_SCORES:
+    if backend == "cpu" and 0 < cfg.attention_block < q_len:
+      return "blockwise"  # an explicit block size: skip the causal blocks (faster on XLA:CPU)
+    return "xla"
   if backend == "gpu" and _is_cuda():
     return "cudnn"
   if backend == "tpu":
@@ -423,8 +427,9 @@ def _attend_blockwise(cfg: ModelConfig, q: jax.Array, keys: jax.Array, values: j
   """'blockwise' (attention_blockwise.py): q [B, T, K, G, Dh], keys/values [B, S, K, Dh] ->
   [B, T, K, G, Dh]. Key blocks past every query's slot are skipped (causal slot order)."""
   settings = attention_blockwise.BlockwiseSettings(
-      scale=float(cfg.softmax_scale), query_block=BLOCKWISE_QUERY_BLOCK,
-      key_block=BLOCKWISE_KEY_BLOCK, dropout_rate=float(rate), dtype=cfg.dtype)
+      scale=float(cfg.softmax_scale), query_block=cfg.attention_block or BLOCKWISE_QUERY_BLOCK,
+      key_block=cfg.attention_block or BLOCKWISE_KEY_BLOCK, dropout_rate=float(rate),
+      dtype=cfg.dtype)
   sparse_on = is_sparse_layer(jnp.asarray(layer_idx)) if cfg.block_sparse else None
   mask_fn = functools.partial(_block_mask, cfg, cfg.block_sparse)
   inputs = ctx.inputs

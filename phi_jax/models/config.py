@@ -68,6 +68,10 @@ class ModelConfig:
     attention_impl: how attention is computed (same results, other memory and speed; see
       phi_jax/models/attention.py): 'xla' (full [T, S] scores), 'blockwise' (O(T) memory, any
       backend), 'cudnn' (NVIDIA GPU), 'splash' (TPU), or 'auto' (by backend and sizes).
+    attention_block: the 'blockwise' query and key block size; 0 = 512. Set (> 0) with 'auto',
+      it also makes CPU calls with more than one block of queries (training, prefill) run
+      'blockwise', whose causal block skipping is faster there than 'xla' (the quickstart's step
+      at block 64: 1.25x, BENCHMARKS.md), while decode steps stay 'xla'.
     bos_id / eos_id / pad_id: special token ids, informational (tokenizer side).
   """
 
@@ -112,6 +116,7 @@ class ModelConfig:
   scan_unroll: int = 0
   weight_grad: str = "auto"
   attention_impl: str = "xla"
+  attention_block: int = 0
   bos_id: Optional[int] = None
   eos_id: Optional[int] = None
   pad_id: Optional[int] = None
@@ -231,6 +236,8 @@ class ModelConfig:
         fail(field, f"must be in [0, 1), got {rate}")
     if self.attention_impl not in ATTENTION_IMPLS:
       fail("attention_impl", f"{self.attention_impl!r} is not one of {ATTENTION_IMPLS}")
+    if self.attention_block < 0:
+      fail("attention_block", f"must be >= 1 (or 0 = 512), got {self.attention_block}")
     if self.scan_unroll < 0:
       fail("scan_unroll", f"must be >= 1 (or 0 = auto), got {self.scan_unroll}")
     if self.weight_grad not in WEIGHT_GRADS:

@@ -50,7 +50,8 @@ def model_config(config: ml_collections.ConfigDict, vocab_size: Optional[int] = 
 
 
 INIT_OVERRIDABLE = ("embd_dropout", "resid_dropout", "attn_dropout", "dtype", "param_dtype",
-                    "remat_policy", "scan_unroll", "weight_grad", "attention_impl")
+                    "remat_policy", "scan_unroll", "weight_grad", "attention_impl",
+                    "attention_block")
 
 
 def load_init(init_from: str) -> tuple[ModelConfig, Any]:
