@@ -2,8 +2,9 @@
 
 `run_pool` runs commands that way; it is the process pool of `phi_jax.sweep --parallel` and of a
 study's `study.parallel` (`phi_jax.study.arms`). Unpinned, two concurrent JAX processes each size
-their thread pools to every core and contend for them. How much pinning buys is not yet measured
-by a benchmark (experiments/perf/).
+their thread pools to every core and contend for them. Two pinned one-thread arms of the
+quickstart train 1.2x faster than the same arms one after another on both cores
+(experiments/perf/study_arms.py; BENCHMARKS.md).
 """
 
 from __future__ import annotations

@@ -1,11 +1,14 @@
 """One arm of a study, trained in its own process (`study.parallel` > 1 in `phi_jax.study.arms`).
 
-    python -m phi_jax.study.arm_worker CONFIG_JSON WORKDIR [--cpu=K]
+    python -m phi_jax.study.arm_worker CONFIG_JSON WORKDIR [--cpu=K] [--study=STUDY_JSON]
 
 CONFIG_JSON is the arm's ordinary training config as `arms.arm_config` makes it, written as JSON
 by the study; WORKDIR is the arm's run directory (`train.loop.train`: resumable, SIGTERM saves a
 checkpoint first). `--cpu=K` pins the process to CPU K before JAX starts (one XLA and one BLAS thread),
-so concurrent arms do not contend for the same cores.
+so concurrent arms do not contend for the same cores. `--study=STUDY_JSON` (the study's
+`config.study` as JSON) then measures the trained arm in the same process
+(`arms.measure_arm` -> WORKDIR/study_eval.json). WORKDIR/arm_timings.json gets the seconds spent
+training and measuring.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import json
 import os
 import pathlib
 import sys
+import time
 from typing import Any, Sequence
 
 import ml_collections
@@ -36,6 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument("config_json")
   parser.add_argument("workdir")
   parser.add_argument("--cpu", type=int, default=None, help="pin to this CPU (Linux)")
+  parser.add_argument("--study", default=None,
+                      help="the study's config.study as JSON: measure the arm after training")
   args = parser.parse_args(argv)
   if args.cpu is not None:
     cpus.pin(args.cpu)  # before jax is imported
@@ -44,12 +50,25 @@ def main(argv: Sequence[str] | None = None) -> int:
   from phi_jax.train import loop  # pylint: disable=g-import-not-at-top
   logging.set_verbosity(logging.ERROR)
   tfds.disable_progress_bar()
+  from phi_jax.curation.stages import write_json  # pylint: disable=g-import-not-at-top
+  from phi_jax.study import arms  # pylint: disable=g-import-not-at-top
   config = config_from_json(args.config_json)
+  workdir = pathlib.Path(args.workdir)
+  spent: dict[str, float] = {}
   try:
-    loop.train(config, args.workdir)
+    start = time.perf_counter()
+    loop.train(config, workdir)
+    spent["train"] = round(time.perf_counter() - start, 1)
+    if args.study is not None:
+      start = time.perf_counter()
+      arms.measure_arm(workdir, config_from_json(args.study))
+      spent["measure"] = round(time.perf_counter() - start, 1)
   except (ValueError, FileNotFoundError, loop.NonFiniteLossError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
+  finally:
+    if spent:
+      write_json(workdir / arms.ARM_TIMINGS, spent)
   return 0
 
 

@@ -40,6 +40,7 @@ from phi_jax.train import config_base
 
 STUDY_CONFIG = "study_config.json"
 EVAL_FILE = "study_eval.json"
+ARM_TIMINGS = "arm_timings.json"  # seconds an arm's own process spent: {"train": s, "measure": s}
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 MIXTURE_FIELDS = ("n_exercises", "n_textbooks", "n_drills", "seed")
 
@@ -140,21 +141,67 @@ def _tokenizer(config: ml_collections.ConfigDict, names: list[str], data: dict[s
   return model
 
 
+def _study_json(study: ml_collections.ConfigDict) -> dict[str, Any]:
+  return json.loads(json.dumps(study.to_dict()))  # as stored (tuples become lists)
+
+
+def measured(arm_dir: pathlib.Path, study: ml_collections.ConfigDict) -> dict[str, Any] | None:
+  """The arm's DIR/<arm>/study_eval.json if it was measured with these `study` settings at the
+  step its run ended, else None."""
+  path = arm_dir / EVAL_FILE
+  if not path.exists():
+    return None
+  cached = json.loads(path.read_text())
+  trained = json.loads((arm_dir / "summary.json").read_text()).get("step")
+  if cached.get("study") == _study_json(study) and cached.get("step") == trained:
+    return cached
+  return None
+
+
+def _trained_and_measured(arm_dir: pathlib.Path, config: ml_collections.ConfigDict) -> bool:
+  """The arm's run reached total_steps unstopped and was measured with config.study there."""
+  path = arm_dir / "summary.json"
+  summary = json.loads(path.read_text()) if path.exists() else {}
+  return (summary.get("step") == config.total_steps and summary.get("stopped_by") is None
+          and measured(arm_dir, config.study) is not None)
+
+
+def measure_arm(arm_dir: pathlib.Path, study: ml_collections.ConfigDict) -> dict[str, Any]:
+  """`study.measure` of one trained arm, written to DIR/<arm>/study_eval.json (temp + rename);
+  what was measured before with the same settings at the same step is returned as is."""
+  from phi_jax.study import measure  # pylint: disable=g-import-not-at-top
+  cached = measured(arm_dir, study)
+  if cached is not None:
+    return cached
+  result = measure.measure(arm_dir, study)
+  result["study"] = _study_json(study)
+  write_json(arm_dir / EVAL_FILE, result)
+  return result
+
+
 def train_concurrently(configs: dict[str, ml_collections.ConfigDict], workdir: pathlib.Path,
                        parallel: int, timings: dict[str, float],
-                       log: Callable[[str], None] = print) -> None:
+                       log: Callable[[str], None] = print, *,
+                       study: ml_collections.ConfigDict | None = None) -> None:
   """Trains each arm (`configs`: name -> its training config) in its own process
   (`python -m phi_jax.study.arm_worker`), up to `parallel` at a time (`cpus.run_pool`: each
-  pinned to a CPU of its own when there are `parallel`); each arm's log is DIR/<arm>/train.log and
-  its seconds go into `timings` as train_<arm>. Ctrl-C or SIGTERM stop every arm at its next
-  step (each saves a checkpoint; a rerun resumes). ArmFailedError names the arms that failed."""
+  pinned to a CPU of its own when there are `parallel`); each arm's log is DIR/<arm>/train.log.
+  With `study` (the study's `config.study`), each process then also measures its arm
+  (`measure_arm`, on the same pinned CPU). Seconds go into `timings` as train_<arm> (and
+  measure_<arm>). Ctrl-C or SIGTERM stop every arm at its next step (each saves a checkpoint; a
+  rerun resumes). ArmFailedError names the arms that failed."""
   jobs = []
   for name, c in configs.items():
     path = workdir / name / "arm_config.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, config_base.as_json(c))
-    jobs.append((name, [sys.executable, "-m", "phi_jax.study.arm_worker", str(path),
-                        str(workdir / name)], workdir / name / "train.log"))
+    command = [sys.executable, "-m", "phi_jax.study.arm_worker", str(path), str(workdir / name)]
+    if study is not None:
+      study_path = workdir / name / "arm_study.json"
+      write_json(study_path, _study_json(study))
+      command.append(f"--study={study_path}")
+    (workdir / name / ARM_TIMINGS).unlink(missing_ok=True)
+    jobs.append((name, command, workdir / name / "train.log"))
   failed = []
 
   def start(name: str, cpu: int | None) -> None:
@@ -165,7 +212,11 @@ def train_concurrently(configs: dict[str, ml_collections.ConfigDict], workdir: p
         + f": log in {workdir / name / 'train.log'}")
 
   def finish(name: str, returncode: int, seconds: float) -> None:
-    timings[f"train_{name}"] = round(seconds, 1)
+    spent = workdir / name / ARM_TIMINGS  # what the worker did this time, if it got that far
+    if spent.exists():
+      timings.update({f"{k}_{name}": v for k, v in json.loads(spent.read_text()).items()})
+    else:
+      timings[f"train_{name}"] = round(seconds, 1)
     if returncode:
       failed.append(name)
       log(f"== {name}: training failed (exit {returncode}); see {workdir / name / 'train.log'}")
@@ -186,7 +237,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
         log: Callable[[str], None] = print) -> dict[str, Any]:
   """Runs (or resumes) the study `config` in `workdir` (see the module doc); returns the
   results (also DIR/results.json)."""
-  from phi_jax.study import measure, report  # pylint: disable=g-import-not-at-top
+  from phi_jax.study import report  # pylint: disable=g-import-not-at-top
   from phi_jax.train import loop  # pylint: disable=g-import-not-at-top
   names = check(config)
   workdir = pathlib.Path(workdir).absolute()
@@ -211,27 +262,22 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
   tokenizer = timed("tokenizer", lambda: _tokenizer(config, names, data, workdir, log))
   configs = {n: arm_config(config, n, str(tokenizer), data[n]) for n in names}
   if config.study.parallel > 1:
-    timed("train_concurrent", lambda: train_concurrently(configs, workdir, config.study.parallel,
-                                                         timings, log))
+    todo = {n: c for n, c in configs.items() if not _trained_and_measured(workdir / n, c)}
+    if todo:
+      timed("train_concurrent", lambda: train_concurrently(todo, workdir, config.study.parallel,
+                                                           timings, log, study=config.study))
   else:
     for name in names:
       log(f"== {name}: training ({config.total_steps} steps x {config.data.batch_size} x "
           f"{config.data.seq_len} tokens)")
       timed(f"train_{name}", lambda n=name: loop.train(configs[n], workdir / n))
   results: dict[str, Any] = {}
-  study = json.loads(json.dumps(config.study.to_dict()))  # as stored (tuples become lists)
   for name in names:
-    path = workdir / name / EVAL_FILE
-    trained = json.loads((workdir / name / "summary.json").read_text()).get("step")
-    cached = json.loads(path.read_text()) if path.exists() else {}
-    if cached.get("study") == study and cached.get("step") == trained:
-      results[name] = cached  # measured before, with these settings, at this step
-      continue
-    log(f"== {name}: measuring pass@1")
-    results[name] = timed(f"measure_{name}", lambda n=name: measure.measure(workdir / n,
-                                                                            config.study))
-    results[name]["study"] = study
-    write_json(path, results[name])
+    results[name] = measured(workdir / name, config.study)  # by its own process, or before
+    if results[name] is None:
+      log(f"== {name}: measuring pass@1")
+      results[name] = timed(f"measure_{name}", lambda n=name: measure_arm(workdir / n,
+                                                                          config.study))
   out = report.write(config, workdir, names, results, timings)
   log(f"Report: {out['report']}")
   return out
