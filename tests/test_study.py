@@ -150,3 +150,8 @@ def test_sweep_of_studies_and_the_seed_report(tmp_path):
   assert json.loads((tmp_path / "out" / "results.json").read_text())["results"]["raw"][
       "sets"]["validation"]["passed"] == 1
   assert "| held-out exercises: unseen variants" in (tmp_path / "out" / "seeds.md").read_text()
+  # concurrent arms: train_concurrent spans the arms' own train_ / measure_ times
+  assert module.study_seconds({"data_textbook": 30.0, "tokenizer": 2.0, "train_concurrent": 500.0,
+                               "train_raw": 400.0, "measure_raw": 60.0}) == 532.0
+  assert module.study_seconds({"data_textbook": 30.0, "train_raw": 400.0,
+                               "measure_raw": 60.0}) == 490.0

@@ -106,14 +106,15 @@ def test_durations_are_steps_or_fractions_of_the_run():
   tx, schedule = optim.make_optimizer(short.optimizer, short.total_steps)
   assert loop.intervals(short) == loop.Intervals(log=1, eval=5, checkpoint=2, evals=0)
   full = load_config(quickstart)
-  assert optim.warmup_steps(full.optimizer, full.total_steps) == 15
-  assert loop.intervals(full) == loop.Intervals(log=10, eval=300, checkpoint=150, evals=0)
+  assert full.total_steps == 950  # 5% of 950 = 47.5 rounds to 48
+  assert optim.warmup_steps(full.optimizer, full.total_steps) == 48
+  assert loop.intervals(full) == loop.Intervals(log=25, eval=950, checkpoint=475, evals=0)
   lr = optim.make_schedule(config_base.optimizer(learning_rate=1.0, warmup_fraction=0.1), 200)
   assert float(lr(10)) == pytest.approx(0.5) and float(lr(20)) == pytest.approx(1.0)
   with pytest.raises(ValueError, match=r"both optimizer.warmup_steps=30 and "
                                        r"optimizer.warmup_fraction=0.05 are set"):
     optim.make_optimizer(load_config(quickstart, ["optimizer.warmup_steps=30"]).optimizer, 300)
-  with pytest.raises(ValueError, match="both log_every=5 and log_every_fraction=0.0333333"):
+  with pytest.raises(ValueError, match="both log_every=5 and log_every_fraction=0.0263158"):
     loop.intervals(load_config(quickstart, ["log_every=5"]))
   with pytest.raises(ValueError, match=r"optimizer.warmup_fraction=1.5 must be in \(0, 1\]"):
     optim.make_optimizer(load_config(quickstart, ["optimizer.warmup_fraction=1.5"]).optimizer,
@@ -121,7 +122,7 @@ def test_durations_are_steps_or_fractions_of_the_run():
   # Steps still work (the fraction set to 0), and 0 of both means: only at the end.
   steps = load_config(quickstart, ["log_every=7", "log_every_fraction=0",
                                    "checkpoint_every_fraction=0"])
-  assert loop.intervals(steps) == loop.Intervals(log=7, eval=300, checkpoint=0, evals=0)
+  assert loop.intervals(steps) == loop.Intervals(log=7, eval=950, checkpoint=0, evals=0)
 
 
 def test_logged_loss_is_the_token_weighted_mean_of_its_interval():
@@ -247,11 +248,12 @@ def test_rerun_with_another_config_is_refused_and_changes_nothing(shared, tmp_pa
   assert first.returncode == 0, first.stderr[-3000:]
   before = _hashes(work)
   again = _main(work, data_dir, tok, steps + ["--config.model.d_model=32",
-                                              "--config.optimizer.learning_rate=0.01"])
+                                              "--config.optimizer.learning_rate=0.003"])
   assert again.returncode == 1, again.stderr[-3000:]
   err = again.stderr
   assert f"model.d_model: 64 in {work}/config.json, 32 requested" in err, err[-3000:]
-  assert "optimizer.learning_rate: 0.005 in" in err and "0.01 requested" in err
+  rate = load_config(f"{REPO}/configs/quickstart.py:smoke,arm=raw").optimizer.learning_rate
+  assert f"optimizer.learning_rate: {rate} in" in err and "0.003 requested" in err
   assert "pass a new --workdir" in err and err.count("error:") == 1
   assert "Traceback" not in err and "unreadable" not in again.stdout + err
   assert _hashes(work) == before
@@ -406,9 +408,21 @@ def test_arms_trained_in_their_own_processes_match_in_process_runs(shared, tmp_p
   config = load_config(spec, overrides + [f"--config.data.tokenizer={tok}"])
   other = load_config(spec, overrides + [f"--config.data.tokenizer={tok}", "--config.seed=1"])
   timings = {}
+  study = config.study.copy_and_resolve_references()
+  with study.unlocked():
+    study.update(n_validation=3, n_test=0, handwritten=False, humaneval_limit=0,
+                 max_new_tokens=8)
   arms.train_concurrently({"a": config, "b": other}, tmp_path / "study", 2, timings,
-                          log=lambda _: None)
-  assert set(timings) == {"train_a", "train_b"}
+                          log=lambda _: None, study=study)
+  assert set(timings) == {"train_a", "train_b", "measure_a", "measure_b"}
+  for name in ("a", "b"):  # each process measured its own arm after training it
+    evaluated = arms.measured(tmp_path / "study" / name, study)
+    assert evaluated is not None and evaluated["step"] == 8
+    assert evaluated["sets"]["validation"]["n"] == 3 and set(evaluated["sets"]) == {"validation"}
+    assert arms.measure_arm(tmp_path / "study" / name, study) == evaluated  # cached, not redone
+  with study.unlocked():
+    study.n_validation = 2
+  assert arms.measured(tmp_path / "study" / "a", study) is None  # other settings: measure again
   ref_losses, a = _losses(tmp_path / "ref"), _losses(tmp_path / "study" / "a")
   assert sorted(a) == sorted(ref_losses)
   np.testing.assert_allclose([a[s] for s in sorted(a)], [ref_losses[s] for s in sorted(a)],
