@@ -14,7 +14,7 @@ on hand-written problems and on HumanEval, with 95% intervals; both loss curves 
 greedy samples of both arms for the same prompts. The two arms train at once, each in its own
 process pinned to one core (`study.parallel=2`: 1.2x the throughput of one after another,
 BENCHMARKS.md), and each process measures its arm when it is trained. Attention skips the causal
-blocks (`attention_block=64`) and the loss is computed in chunks of 64 positions: 1.28x the step
+blocks (`attention_block=64`) and the loss is computed in chunks of 64 positions: 1.26x the step
 with 'xla' attention. Measured on the idle 2-core machine (Intel Xeon, 2026-12-03): see
 experiments/tinycoder/RESULTS.md for the wall time, the search that chose these settings and
 the pass@1 across seeds.
