@@ -35,9 +35,9 @@ by experiments/phi1/prepare_data.py):
 `tiny`: the smoke scale (2 layers x d_model 64, 64-token rows, a few steps, 2 seeds, 40 stdlib
 files); `SMOKE=1 bash experiments/phi1/run.sh` runs the whole chain with it.
 
-Scale (experiments/phi1/RESULTS.md has the arithmetic): the tiny coder's block and step forms
-(configs/quickstart.py: d_model 96, 4 layers, 0.55M parameters, tied embeddings, 1,024-token
-SentencePiece; 'auto' attention in blocks of 64, the loss in chunks of 64 positions); 500
+Scale (experiments/phi1/RESULTS.md has the results and wall times): the tiny coder's block and
+step forms (configs/quickstart.py: d_model 96, 4 layers, 0.55M parameters, tied embeddings,
+1,024-token SentencePiece; 'auto' attention in blocks of 64, the loss in chunks of 64 positions); 500
 pretraining + 700 fine-tuning steps of 16 x 256 tokens (2.05M + 2.87M tokens per arm and seed),
 the tiny coder's schedule (AdamW, peak 1e-2, 5% warmup, linear decay to 10%) for both stages;
 the fine-tune's exercises are the quickstart's 30k exercises + 15k drills. The 2026-12-02 run
