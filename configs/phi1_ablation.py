@@ -37,11 +37,11 @@ files); `SMOKE=1 bash experiments/phi1/run.sh` runs the whole chain with it.
 
 Scale (experiments/phi1/RESULTS.md has the results and wall times): the tiny coder's block and
 step forms (configs/quickstart.py: d_model 96, 4 layers, 0.55M parameters, tied embeddings,
-1,024-token SentencePiece; 'auto' attention in blocks of 64, the loss in chunks of 64 positions); 500
-pretraining + 700 fine-tuning steps of 16 x 256 tokens (2.05M + 2.87M tokens per arm and seed),
-the tiny coder's schedule (AdamW, peak 1e-2, 5% warmup, linear decay to 10%) for both stages;
-the fine-tune's exercises are the quickstart's 30k exercises + 15k drills. The 2026-12-02 run
-(300 + 400 steps, peak 5e-3, 20k + 10k) is kept in RESULTS.md.
+1,024-token SentencePiece; 'auto' attention in blocks of 64, the loss in chunks of 64
+positions); 500 pretraining + 700 fine-tuning steps of 16 x 256 tokens (2.05M + 2.87M tokens
+per arm and seed), the tiny coder's schedule (AdamW, peak 1e-2, 5% warmup, linear decay to 10%)
+for both stages; the fine-tune's exercises are the quickstart's 30k exercises + 15k drills. The
+2026-12-02 run (300 + 400 steps, peak 5e-3, 20k + 10k) is kept in RESULTS.md.
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         attn_dropout=0.0, resid_dropout=0.0, embd_dropout=0.0, remat_policy="none",
         tie_embeddings=True, lm_head_bias=False, attention_impl="auto", attention_block=64,
         **shape)
-  c.loss_chunk_len = 64  # the quickstart's step forms (BENCHMARKS.md: 1.26x its 'xla' step)
+  c.loss_chunk_len = 64  # the quickstart's step forms (BENCHMARKS.md, blockwise attention)
 
   c.data.update(dataset="code_corpus", source_dir="", max_files=TINY_MAX_FILES if tiny else 0,
                 validation_fraction=CODE_VALIDATION_FRACTION, data_dir=p["tfds"],
