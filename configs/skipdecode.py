@@ -11,9 +11,10 @@ Variants (comma-separated, e.g. `:finetune,coder,speedup=3,decay_len=40`):
                     384, partial rotary 16, tied embeddings), 1,024-token SentencePiece, trained
                     on the textbook-quality mixture (`data.source_dir`: made by
                     experiments/skipdecode/make_data.py) with the loss on each record's target,
-                    700 steps x 16 x 256 = 2.9M tokens, the tiny coder's optimizer. With finetune:
-                    the fine-tune set is procedural train-split exercises (make_data.py), loss on
-                    the bodies.
+                    700 steps x 16 x 256 = 2.9M tokens, the tiny coder's step forms ('auto'
+                    attention in blocks of 64, the loss in chunks of 64) and its 2026-12-02
+                    optimizer (AdamW 5e-3, linear). With finetune: the fine-tune set is
+                    procedural train-split exercises (make_data.py), loss on the bodies.
     finetune        fine-tune `init_from` (a training workdir or a Hugging Face folder: weights,
                     architecture and tokenizer come from it) on `docstring_code` (prompt =
                     signature + docstring, target = body, held out by file), or with `coder` on
@@ -135,13 +136,17 @@ def _coder(c: ml_collections.ConfigDict, *, pretrain: bool, tiny: bool) -> None:
         "phi-1", vocab_size=-1, d_model=96, num_layers=12, num_heads=3, mlp_dim=384,
         rotary_dim=16, max_seq_len=512, dtype="float32", param_dtype="float32",
         attn_dropout=0.0, resid_dropout=0.0, embd_dropout=0.0, remat_policy="none",
-        tie_embeddings=True, lm_head_bias=False)
+        tie_embeddings=True, lm_head_bias=False, attention_impl="auto", attention_block=64)
     c.optimizer.update(learning_rate=5e-3, schedule="linear", warmup_steps=0,
                        warmup_fraction=0.05, end_lr_fraction=0.1)
   else:  # every schedule fine-tuned alike; seeds change the data order
     c.total_steps = 150
     c.optimizer.update(learning_rate=1e-3, schedule="cosine", warmup_steps=0,
                        warmup_fraction=0.1, end_lr_fraction=0.1)
+  # The tiny coder's step forms (configs/quickstart.py; BENCHMARKS.md has their speed): 'auto'
+  # attention in blocks of 64 (above; a fine-tune inherits it from the base) and the loss in
+  # chunks of 64 positions: the same functions as the plain forms, up to float rounding.
+  c.loss_chunk_len = 64
   # data.source_dir / data_dir / validation_fraction: make_data.py's flags (run.sh passes them)
   c.data.update(dataset="synthetic_exercises", format="prompt_completion",
                 validation_fraction=0.02, tokenizer_vocab_size=1024, seq_len=256,

@@ -360,8 +360,11 @@ def test_coder_variants():
   assert (base.model.name, base.model.num_layers, base.model.d_model) == ("phi-1", 12, 96)
   assert base.data.dataset == "synthetic_exercises" and base.data.format == "prompt_completion"
   assert base.total_steps * base.data.batch_size * base.data.seq_len == 2_867_200
+  # the tiny coder's step forms; a fine-tune inherits the attention from the base's config
+  assert (base.model.attention_impl, base.model.attention_block) == ("auto", 64)
   ft = load_config(f"{config}:finetune,coder,speedup=5,decay_len=37")
   assert ft.model.name == "init" and ft.data.format == "prompt_completion"
+  assert base.loss_chunk_len == ft.loss_chunk_len == 64
   schedule = skipdecode.from_config(ft.skip, base.model.num_layers)
   assert schedule.decay_len == 37 and schedule.warmup_layers == 1
   assert schedule.nominal_speedup(37) == pytest.approx(5, rel=0.1)  # 5x is reachable at 12
